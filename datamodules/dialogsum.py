@@ -1,0 +1,184 @@
+"""The LightningDataModule: DialogSum mixed with the bundled enterprise dialogues."""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from datamodules.batching import LengthGroupedBatchSampler, ResumableDataLoader, collate
+from datamodules.encoding import PromptEncoder
+from datamodules.prompts import PromptFormat
+from datamodules.sources import Example, load_split
+from datamodules.tokenizer import load_tokenizer
+
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
+
+
+class DialogSumDataModule(L.LightningDataModule):
+    """Token ids and masked labels for dialogue summarization, in length-grouped batches.
+
+    Args:
+        tokenizer: Hub name or folder of the tokenizer; the CLI links it to ``model.model``.
+        dialogsum: DialogSum as a Hub dataset name or a local folder of jsonl/csv/parquet files
+            (``dialogsum.train.jsonl``, ``dialogsum.dev.jsonl``, ...); None leaves it out.
+        enterprise: folder of the bundled enterprise dialogues; None leaves them out.
+        enterprise_weight: copies of each enterprise training dialogue per epoch (0.5 keeps half).
+        train_limit: use only the first N DialogSum training dialogues (after a seeded shuffle).
+        val_limit: use only the first N validation dialogues of each source.
+        prompt: how a dialogue becomes a prompt.
+        max_length: tokens per example; longer dialogues are cut, never their summaries.
+        batch_size: examples per training batch (the most, with ``max_tokens``).
+        max_tokens: cap on padded tokens per batch; short batches then carry more rows.
+        eval_batch_size: examples per validation/test/predict batch.
+        group_batches: batches per length-sorted group (see ``LengthGroupedBatchSampler``).
+        pad_to_multiple_of: round padded lengths up (8 suits tensor cores).
+        num_workers: data loader worker processes.
+        seed: seed of the data order, independent of the model's seed.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "microsoft/phi-2",
+        dialogsum: str | None = "knkarthick/dialogsum",
+        enterprise: str | None = "data/enterprise",
+        enterprise_weight: float = 1.0,
+        train_limit: int | None = None,
+        val_limit: int | None = None,
+        prompt: PromptFormat | None = None,
+        max_length: int = 512,
+        batch_size: int = 8,
+        max_tokens: int | None = None,
+        eval_batch_size: int = 16,
+        group_batches: int = 64,
+        pad_to_multiple_of: int = 8,
+        num_workers: int = 2,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        if dialogsum is None and enterprise is None:
+            raise ValueError("data.dialogsum and data.enterprise are both null; give at least one source")
+        self.tokenizer_name = tokenizer
+        self.dialogsum = dialogsum
+        self.enterprise = enterprise
+        self.enterprise_weight = enterprise_weight
+        self.train_limit = train_limit
+        self.val_limit = val_limit
+        self.prompt = prompt or PromptFormat()
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.eval_batch_size = eval_batch_size
+        self.group_batches = group_batches
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.num_workers = num_workers
+        self.seed = seed
+        self.examples: dict[str, list[Example]] = {}
+        self.features: dict[str, list[dict]] = {}
+        self.stats: dict[str, int] = {}
+        self.tokenizer = None
+        self.encoder: PromptEncoder | None = None
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    def read_split(self, split: str) -> list[Example]:
+        """Every source's examples of ``split``, limited and mixed as configured."""
+        examples: list[Example] = []
+        if self.dialogsum is not None:
+            rows = load_split(self.dialogsum, split, "dialogsum")
+            if split == "train" and self.train_limit is not None:
+                rows = random.Random(self.seed).sample(rows, min(self.train_limit, len(rows)))
+            examples += rows[: self.val_limit] if split == "validation" else rows
+        if self.enterprise is not None:
+            rows = load_split(self.enterprise, split, "enterprise")
+            if split == "train":
+                rows = oversample(rows, self.enterprise_weight, self.seed)
+            examples += rows[: self.val_limit] if split == "validation" else rows
+        return examples
+
+    def setup(self, stage: str) -> None:
+        # Data first: a bad row fails here, before the tokenizer or any model weights load.
+        for split in STAGE_SPLITS[stage]:
+            if split not in self.examples:
+                self.examples[split] = self.read_split(split)
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.tokenizer_name)
+            self.encoder = PromptEncoder(self.tokenizer, self.prompt, self.max_length)
+        for split in STAGE_SPLITS[stage]:
+            if split not in self.features:
+                self.features[split] = self.encode(split)
+
+    def encode(self, split: str) -> list[dict]:
+        features, truncated, dropped = [], 0, 0
+        for example in self.examples[split]:
+            encoded = self.encoder.encode(example.dialogue, example.summary)
+            if encoded is None:
+                dropped += 1
+                continue
+            truncated += encoded.truncated
+            features.append({"input_ids": encoded.input_ids, "labels": encoded.labels})
+        self.stats[f"{split}/examples"] = len(features)
+        self.stats[f"{split}/truncated"] = truncated
+        self.stats[f"{split}/dropped"] = dropped
+        rank_zero_info(
+            f"{split}: {len(features)} examples, {truncated} dialogues cut to max_length={self.max_length}, "
+            f"{dropped} dropped (summary alone longer than max_length)"
+        )
+        return features
+
+    # ---- loaders --------------------------------------------------------------------------------
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool, max_tokens: int | None = None):
+        features = self.features[split]
+        trainer = self.trainer
+        sampler = LengthGroupedBatchSampler(
+            [len(f["input_ids"]) for f in features],
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            group_batches=self.group_batches,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+        return ResumableDataLoader(
+            features,
+            batch_sampler=sampler,
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, multiple_of=self.pad_to_multiple_of),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # A private generator keeps worker seeding off the global RNG, so resuming doesn't shift it.
+            generator=torch.Generator().manual_seed(self.seed),
+            progress=self._batches_done if shuffle else lambda: 0,
+        )
+
+    def _batches_done(self) -> int:
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer else 0
+
+    def train_dataloader(self):
+        return self._loader("train", self.batch_size, shuffle=True, max_tokens=self.max_tokens)
+
+    def val_dataloader(self):
+        return self._loader("validation", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self):
+        prompts = [{"input_ids": self.encoder.prompt_ids(e.dialogue)[0]} for e in self.examples["test"]]
+        return torch.utils.data.DataLoader(
+            prompts,
+            batch_size=self.eval_batch_size,
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, pad_side="left"),
+        )
+
+
+def oversample(rows: list[Example], weight: float, seed: int) -> list[Example]:
+    """``weight`` copies of ``rows``: the whole part repeats, the fraction is a seeded sample."""
+    if weight < 0:
+        raise ValueError(f"data.enterprise_weight must be >= 0, got {weight}")
+    whole, fraction = divmod(weight, 1)
+    return rows * int(whole) + random.Random(seed).sample(rows, round(fraction * len(rows)))

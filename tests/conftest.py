@@ -1,0 +1,78 @@
+"""Shared fixtures: offline mode, the real DialogSum files and tokenizer from ../shared, a tiny Phi."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DIALOGSUM = SHARED / "data" / "dialogsum"
+GPT2_TABLES = SHARED / "tokenizers" / "gpt2"
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import CodeGenTokenizer
+
+    tok = CodeGenTokenizer.from_pretrained(str(GPT2_TABLES))
+    tok.pad_token = tok.eos_token  # as load_tokenizer does for Phi-2, whose tokenizer has no pad
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_phi(tmp_path_factory, tokenizer) -> str:
+    """A randomly initialised PhiForCausalLM with Phi-2's tokenizer, saved like a Hub model."""
+    import torch
+    from transformers import PhiConfig, PhiForCausalLM
+
+    torch.manual_seed(0)
+    config = PhiConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        partial_rotary_factor=0.4,
+        max_position_embeddings=1024,
+        initializer_range=0.1,  # larger random weights let LoRA move the logits within 20 steps
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny-phi")
+    PhiForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def fit_tiny(tiny_phi: str, run_dir: Path, *overrides: str):
+    """Run ``train.py fit`` with configs/tiny.yaml in-process and return the CLI."""
+    from train import main
+
+    args = [
+        "fit",
+        "--config", str(ROOT / "configs" / "tiny.yaml"),
+        "--model.model", tiny_phi,
+        "--data.dialogsum", str(DIALOGSUM),
+        "--trainer.logger.init_args.save_dir", str(run_dir),
+        *overrides,
+    ]
+    return main(args)
+
+
+def scalars(log_dir: Path, tag: str) -> dict[int, float]:
+    """Every value TensorBoard recorded for ``tag`` under ``log_dir``, by step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[int, float] = {}
+    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            values.update({e.step: e.value for e in acc.Scalars(tag)})
+    return values

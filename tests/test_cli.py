@@ -1,0 +1,62 @@
+"""Configs validate; the default job fails fast and clearly without the Hub."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_validates_and_starts_with_its_command(config: Path, capsys):
+    from train import main
+
+    assert config.read_text().startswith("# python ")
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert done.value.code in (None, 0)
+    assert "model:" in capsys.readouterr().out
+
+
+def test_print_config_defaults_to_phi2(capsys):
+    from train import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config"])
+    out = capsys.readouterr().out
+    assert "model: microsoft/phi-2" in out and "knkarthick/dialogsum" in out
+    assert "target_modules:\n    - q_proj" in out or "- fc2" in out
+
+
+def test_default_fit_without_hub_fails_fast_with_one_line(tmp_path):
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "fit", f"--trainer.logger.init_args.save_dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert time.monotonic() - start < 30
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and ("--data.dialogsum" in last or "--model.model" in last or "local folder" in last), last
+
+
+def test_bad_data_row_fails_before_any_model_loads(tiny_phi, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"id": "1", "dialogue": "#Person1#: hi", "summary": ""}\n')
+    (tmp_path / "data" / "dev.jsonl").write_text('{"id": "2", "dialogue": "#Person1#: hi", "summary": "ok"}\n')
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "tiny.yaml"),
+         "--model.model=/nonexistent/model", f"--data.dialogsum={tmp_path / 'data'}",
+         f"--trainer.logger.init_args.save_dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=120,
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"error: {tmp_path / 'data' / 'train.jsonl'}:1: field 'summary' is empty; fill it or remove the row"
