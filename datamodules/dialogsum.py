@@ -168,12 +168,8 @@ class DialogSumDataModule(L.LightningDataModule):
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
     def predict_dataloader(self):
-        prompts = [{"input_ids": self.encoder.prompt_ids(e.dialogue)[0]} for e in self.examples["test"]]
-        return torch.utils.data.DataLoader(
-            prompts,
-            batch_size=self.eval_batch_size,
-            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, pad_side="left"),
-        )
+        prompts = [self.encoder.prompt_ids(e.dialogue)[0] for e in self.examples["test"]]
+        return torch.utils.data.DataLoader(prompts, batch_size=self.eval_batch_size, collate_fn=lambda rows: {"prompts": rows})
 
 
 def oversample(rows: list[Example], weight: float, seed: int) -> list[Example]:

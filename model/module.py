@@ -118,17 +118,14 @@ class QLoRAModule(L.LightningModule):
         self.log("test/loss", loss, sync_dist=True, batch_size=batch["input_ids"].shape[0])
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[str]:
-        """Greedy summaries of left-padded prompts."""
-        out = self.model.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-        )
-        new = out[:, batch["input_ids"].shape[1] :]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        """Greedy summaries of a batch of prompts (token id lists)."""
+        return self.summarize(batch["prompts"])
+
+    def summarize(self, prompts: list[list[int]], batch_size: int = 16) -> list[str]:
+        """Greedy summaries of prompts given as token ids (see ``DialogSumDataModule.encoder``)."""
+        from model.generation import generate_summaries
+
+        return generate_summaries(self.model, self.tokenizer, prompts, self.max_new_tokens, batch_size)
 
     # ---- optimisation ---------------------------------------------------------------------------
 
