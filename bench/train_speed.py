@@ -1,0 +1,226 @@
+"""Phi-2 QLoRA training speed: this project's Trainer path against the plain transformers + peft recipe.
+
+    python bench/train_speed.py --data ../shared/data/dialogsum --tokenizer ../shared/tokenizers/gpt2
+
+Every recipe runs in its own process (fresh memory statistics, an out-of-memory error stays local)
+on a randomly initialised model of Phi-2's exact architecture saved once in bf16 and loaded in NF4
+with double quantization: random weights cost the same FLOPs and bytes as the real ones.
+- ``ours-*`` train through ``QLoRAModule``, ``DialogSumDataModule`` and ``lightning.Trainer`` on
+  DialogSum's real lengths and count non-padding tokens.
+- ``plain-*`` is the usual loop: ``model(input_ids, labels=...)`` with PEFT LoRA on the same layers,
+  AdamW, bf16 autocast, on fixed 512-token rows cut from the same tokenized DialogSum text (no padding).
+Prints one table (medians over the timed steps) and writes JSON lines to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PHI2 = dict(vocab_size=51200, hidden_size=2560, intermediate_size=10240, num_hidden_layers=32,
+            num_attention_heads=32, partial_rotary_factor=0.4, max_position_embeddings=2048)
+LINEARS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+RECIPES = {
+    # name: (kind, options)
+    "plain-eager-b8": ("plain", {"batch": 8, "compile": False}),
+    "plain-compiled-b8": ("plain", {"batch": 8, "compile": True}),
+    "plain-compiled-b16": ("plain", {"batch": 16, "compile": True}),
+    "ours-eager": ("ours", {"compile": False, "max_tokens": 16384, "checkpointing": False}),
+    "ours-fast": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": False}),
+    "ours-12gib": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": True}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="folder with dialogsum.train.jsonl")
+    parser.add_argument("--tokenizer", required=True, help="folder with Phi-2's vocab.json and merges.txt")
+    parser.add_argument("--model-dir", default="/tmp/phi2-random", help="where the random Phi-2 is saved once")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated subset of " + ", ".join(RECIPES))
+    parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per recipe")
+    parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, allocator)")
+    parser.add_argument("--out", default="bench_train.jsonl")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        result = run_one(args, args.one)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+    make_random_phi2(Path(args.model_dir), Path(args.tokenizer))
+    results = []
+    for name in args.recipes.split(","):
+        proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", name], capture_output=True, text=True)
+        Path(args.out).with_name(f"{name}.log").write_text(proc.stdout + proc.stderr)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if lines:
+            results.append(json.loads(lines[-1][7:]))
+        else:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            results.append({"recipe": name, "error": " | ".join(tail)[-300:]})
+        print(json.dumps(results[-1]), flush=True)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(results[-1]) + "\n")
+    print_table(results)
+
+
+def make_random_phi2(folder: Path, tokenizer_dir: Path) -> None:
+    import torch
+    from transformers import CodeGenTokenizer, PhiConfig, PhiForCausalLM
+
+    if (folder / "config.json").exists():
+        return
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = PhiForCausalLM(PhiConfig(**PHI2, dtype="bfloat16")).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    CodeGenTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(folder)
+
+
+def run_one(args, name: str) -> dict:
+    import torch
+
+    kind, options = RECIPES[name]
+    torch.cuda.reset_peak_memory_stats()
+    times, tokens, params = (run_ours if kind == "ours" else run_plain)(args, options)
+    timed_t, timed_n = times[args.warmup :], tokens[args.warmup :]
+    tok_s = sum(timed_n) / sum(timed_t)
+    floor_flops = 4 * params  # forward 2N + input-gradient backward 2N (frozen base, no recomputation)
+    return {
+        "recipe": name,
+        "tokens_per_s": round(tok_s),
+        "median_step_s": round(statistics.median(timed_t), 4),
+        "median_tokens_per_step": int(statistics.median(timed_n)),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "model_tflops": round(tok_s * floor_flops / 1e12, 1),
+        "device": torch.cuda.get_device_name(),
+        **options,
+    }
+
+
+def run_ours(args, options: dict):
+    from functools import partial
+
+    import lightning as L
+    import torch
+
+    from datamodules.dialogsum import DialogSumDataModule
+    from model.loading import LoraArgs
+    from model.module import QLoRAModule
+
+    class StepTimer(L.Callback):
+        def __init__(self):
+            self.times, self.tokens = [], []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            torch.cuda.synchronize()
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self.start)
+            self.tokens.append(int(batch["attention_mask"].sum()))
+
+    module = QLoRAModule(
+        model=args.model_dir,
+        lora=LoraArgs(r=16, alpha=32, dropout=0.05, target_modules=LINEARS),
+        gradient_checkpointing=options["checkpointing"],
+        compile=options["compile"],
+        optimizer=partial(torch.optim.AdamW, lr=2e-4, fused=True),
+    )
+    data = DialogSumDataModule(tokenizer=args.model_dir, dialogsum=args.data, enterprise=None, max_length=512,
+                               batch_size=256, max_tokens=options["max_tokens"], num_workers=4)
+    timer = StepTimer()
+    trainer = L.Trainer(accelerator="cuda", devices=1, precision="bf16-mixed", max_steps=args.warmup + args.steps,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[timer], gradient_clip_val=1.0)
+    trainer.fit(module, data)
+    return timer.times, timer.tokens, base_params(module.model)
+
+
+def run_plain(args, options: dict):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, quantization_config=quant, dtype=torch.bfloat16,
+                                                 attn_implementation="sdpa").cuda()
+    model.config.use_cache = False
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LINEARS, task_type="CAUSAL_LM"))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+    rows = fixed_rows(args, AutoTokenizer.from_pretrained(args.model_dir), options["batch"] * (args.warmup + args.steps))
+
+    def loss_fn(ids):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return model(input_ids=ids, labels=ids).loss
+
+    step_loss = torch.compile(loss_fn) if options["compile"] else loss_fn
+    times, tokens = [], []
+    for step in range(args.warmup + args.steps):
+        ids = rows[step * options["batch"] : (step + 1) * options["batch"]].cuda(non_blocking=True)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        step_loss(ids).backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        tokens.append(ids.numel())
+    return times, tokens, base_params(model)
+
+
+def fixed_rows(args, tokenizer, count: int):
+    """``count`` rows of 512 tokens cut from DialogSum's train dialogues and summaries, end to end."""
+    import torch
+
+    ids: list[int] = []
+    with open(Path(args.data) / "dialogsum.train.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            ids += tokenizer(row["dialogue"] + "\n" + row["summary"])["input_ids"] + [tokenizer.eos_token_id]
+            if len(ids) >= count * 512:
+                break
+    return torch.tensor(ids[: count * 512]).view(count, 512)
+
+
+def base_params(model) -> int:
+    """Weights of the base's linear layers, counted dense: a 4-bit weight still costs its full matmul."""
+    import math
+
+    import torch
+
+    total = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and "lora_" not in name:
+            shape = getattr(getattr(module.weight, "quant_state", None), "shape", None) or module.weight.shape
+            total += math.prod(shape)
+    return total
+
+
+def print_table(results: list[dict]) -> None:
+    print(f"\n{'recipe':22} {'tokens/s':>9} {'step s':>8} {'tok/step':>9} {'peak GiB':>9} {'TFLOP/s':>8}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['recipe']:22} failed: {r['error']}")
+            continue
+        print(f"{r['recipe']:22} {r['tokens_per_s']:>9} {r['median_step_s']:>8} {r['median_tokens_per_step']:>9} "
+              f"{r['peak_gib']:>9} {r['model_tflops']:>8}")
+    if results and "device" in results[0]:
+        print(f"device: {results[0]['device']}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
