@@ -65,7 +65,9 @@ def check_encoder(model: str) -> list[str]:
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            return [f"BERTScore encoder folder {model} has no config.json; set {OPTION} to a folder saved by save_pretrained"]
+            return [
+                f"BERTScore encoder folder {model} has no config.json; set {OPTION} to a folder saved by save_pretrained"
+            ]
         return []
     from transformers import AutoConfig
 

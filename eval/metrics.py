@@ -105,7 +105,7 @@ def compute_metrics(
         _add_column(corpus, rows, [{"bertscore_f1": s} for s in f1])
     if "length" in args.metrics:
         corpus["length_ratio"] = length_ratio(predictions, references)
-        for row, pred, refs in zip(rows, predictions, references):
+        for row, pred, refs in zip(rows, predictions, references, strict=True):
             row["length_ratio"] = length_ratio([pred], [refs])
     return corpus, rows
 
@@ -121,7 +121,7 @@ def rouge_scores(predictions: list[str], references: list[list[str]]) -> list[di
 
     scorer = RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
     out = []
-    for pred, refs in zip(predictions, references):
+    for pred, refs in zip(predictions, references, strict=True):
         # One sentence a line: rougeLsum reads sentences from newlines; the other keys ignore them.
         best = scorer.score_multi([split_sentences(r) for r in refs], split_sentences(pred))
         out.append({key: 100 * best[key].fmeasure for key in ROUGE_KEYS})
@@ -166,7 +166,7 @@ def meteor_scores(predictions: list[str], references: list[list[str]]) -> list[f
 
     return [
         100 * meteor_score([words(r) for r in refs], words(pred)) if pred.strip() else 0.0
-        for pred, refs in zip(predictions, references)
+        for pred, refs in zip(predictions, references, strict=True)
     ]
 
 
@@ -192,7 +192,7 @@ def length_ratio(predictions: list[str], references: list[list[str]]) -> float:
 
 
 def _add_column(corpus: dict[str, float], rows: list[dict[str, float]], column: list[dict[str, float]]) -> None:
-    for row, scores in zip(rows, column):
+    for row, scores in zip(rows, column, strict=True):
         row.update(scores)
     for key in column[0] if column else ():
         corpus[key] = fmean(scores[key] for scores in column)

@@ -55,7 +55,7 @@ def generate_summaries(
                 eos_token_id=eos,
             )
             texts = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-            for i, text in zip(rows, texts):
+            for i, text in zip(rows, texts, strict=True):
                 out[i] = text.strip()
             if bar is not None:
                 bar.update(len(rows))

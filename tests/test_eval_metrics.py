@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SHARED
+
 from eval.metrics import (
     MetricArgs,
     MetricResourceError,
@@ -76,7 +76,9 @@ def test_rouge_takes_the_best_reference_per_example_then_averages():
 def test_bleu_by_hand_with_brevity_penalty():
     ref = "the cat sat on the mat"
     # One word changed: n-gram precisions 5/6, 3/5, 2/4, 1/3; same length so no brevity penalty.
-    assert bleu_score(["the cat sat on a mat"], [[ref]]) == pytest.approx(100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25, abs=0.01)
+    assert bleu_score(["the cat sat on a mat"], [[ref]]) == pytest.approx(
+        100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25, abs=0.01
+    )
     # One word short: every precision is 1, brevity penalty exp(1 - 6/5).
     assert bleu_score(["the cat sat on the"], [[ref]]) == pytest.approx(100 * math.exp(1 - 6 / 5), abs=0.01)
 
