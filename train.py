@@ -11,12 +11,19 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins import TorchCheckpointIO
 
+from callbacks.memory_advice import OutOfMemoryAdvice, memory_advice
+from callbacks.nan_guard import NanGuard, NonFiniteLossError
 from datamodules.dialogsum import DialogSumDataModule
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
+from model.checkpointing import KEYWORDS, AtomicCheckpointIO, CheckpointError, check_resume_file, resolve_last
 from model.module import QLoRAModule
+from model.validation import ConfigError, check_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "phi2_qlora.yaml"
 
@@ -27,17 +34,26 @@ class SummarizationCLI(LightningCLI):
         parser.link_arguments("model.model", "data.tokenizer")
 
     def before_instantiate_classes(self) -> None:
-        """``--ckpt_path last`` resumes the newest run of this config, logging into the same folder."""
+        """Check every option and the checkpoint to resume, before any class or weight loads."""
         config = self.config[self.subcommand]
-        if config.get("ckpt_path") != "last" or not config.trainer.logger:
-            return
-        logger = config.trainer.logger.init_args
-        runs = Path(logger.save_dir) / logger.name
-        candidates = sorted(runs.glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise SourceError(f"{runs}: no */checkpoints/last.ckpt to resume; drop --ckpt_path or give a checkpoint file")
-        logger.version = candidates[-1].parent.parent.name
-        config.ckpt_path = str(candidates[-1])
+        check_config(config)
+        ckpt = config.get("ckpt_path")
+        if ckpt == "last" and config.trainer.logger:
+            # The newest readable checkpoint of this config's runs; logging goes on in its run's folder.
+            logger = config.trainer.logger.init_args
+            path, skipped = resolve_last(Path(logger.save_dir) / logger.name)
+            for line in skipped:
+                print(f"warning: {line}", file=sys.stderr)
+            logger.version = path.parent.parent.name
+            config.ckpt_path = str(path)
+        elif ckpt is not None and str(ckpt) not in KEYWORDS and "://" not in str(ckpt):
+            check_resume_file(Path(ckpt))
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # leave a user's own plugin alone
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
 
 def main(args: list[str] | None = None) -> SummarizationCLI:
@@ -46,15 +62,19 @@ def main(args: list[str] | None = None) -> SummarizationCLI:
     if "--config" not in args and not any(a.startswith("--config=") for a in args):
         if args and args[0] in {"fit", "validate", "test", "predict"}:
             args = [args[0], "--config", str(DEFAULT_CONFIG), *args[1:]]
+    oom = OutOfMemoryAdvice()
     try:
         return SummarizationCLI(
             QLoRAModule,
             DialogSumDataModule,
             args=args,
             save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [NanGuard(), oom]},  # on in every config
         )
-    except (DataError, SourceError) as err:
+    except (DataError, SourceError, ConfigError, CheckpointError, NonFiniteLossError) as err:
         sys.exit(f"error: {err}")
+    except torch.OutOfMemoryError:
+        sys.exit(f"error: {oom.advice or memory_advice()}")
 
 
 if __name__ == "__main__":

@@ -53,21 +53,30 @@ def load_split(source: str, split: str, name: str) -> list[Example]:
         if not path.exists():
             raise DataError(f"{path}: file not found; check the path")
         return read_file(path, name)
+    if path.is_file():
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(DATA_SUFFIXES)}")
+    if _looks_local(source):
+        raise DataError(f"{path}: no such folder or file; check the path")
     return _load_from_hub(source, split, name)
+
+
+def _looks_local(source: str) -> bool:
+    """A path, not a Hub name: Hub names are ``name`` or ``owner/name``, never absolute or relative."""
+    return source.startswith(("/", ".", "~", "\\")) or source.count("/") > 1 or "\\" in source
 
 
 def find_split_file(folder: Path, split: str) -> Path:
     """The one data file in ``folder`` whose name carries the split, e.g. ``dialogsum.dev.jsonl``."""
     files = [p for p in sorted(folder.iterdir()) if p.suffix in DATA_SUFFIXES]
     if not files:
-        raise DataError(f"{folder}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder")
+        raise DataError(f"{folder}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder; check the path")
     tokens = lambda p: set(p.stem.lower().replace("-", ".").replace("_", ".").split("."))  # noqa: E731
     matches = [p for p in files if tokens(p) & set(SPLIT_ALIASES[split])]
     if len(matches) != 1:
         found = ", ".join(p.name for p in matches) or "none"
         raise DataError(
             f"{folder}: expected one file for split {split!r} (a name containing "
-            f"{' or '.join(SPLIT_ALIASES[split])}), found {found}"
+            f"{' or '.join(SPLIT_ALIASES[split])}), found {found}; rename the files so each split has one"
         )
     return matches[0]
 
@@ -75,14 +84,16 @@ def find_split_file(folder: Path, split: str) -> Path:
 def read_file(path: Path, name: str) -> list[Example]:
     """Read a jsonl/json/csv/parquet file, validating every row."""
     rows = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}
-    examples = [to_example(row, f"{path}:{line}", name) for line, row in rows[path.suffix](path)]
-    if not examples:
-        raise DataError(f"{path}: the file has no rows")
-    seen: dict[str, int] = {}
-    for number, example in enumerate(examples, 1):
+    examples, seen = [], {}
+    for line, row in rows[path.suffix](path):
+        where = f"{path}:{line}" if isinstance(line, int) else f"{path}: {line}"
+        example = to_example(row, where, name)
         if example.id in seen:
-            raise DataError(f"{path}: row {number}: field 'id' repeats {example.id!r} (first in row {seen[example.id]}); ids must be unique")
-        seen[example.id] = number
+            raise DataError(f"{where}: field 'id' repeats {example.id!r} (first at {seen[example.id]}); make ids unique")
+        seen[example.id] = f"line {line}" if isinstance(line, int) else line
+        examples.append(example)
+    if not examples:
+        raise DataError(f"{path}: the file has no rows; add data or remove the file")
     return examples
 
 
@@ -93,12 +104,16 @@ def to_example(row: dict, where: str, name: str) -> Example:
     rid = row.get("id", row.get("fname"))
     if rid is None or str(rid).strip() == "":
         raise DataError(f"{where}: field 'id' (or 'fname') is missing or empty; give every row an id")
+    if isinstance(rid, bool) or not isinstance(rid, str | int):
+        raise DataError(f"{where}: field 'id' must be text or a whole number, got {type(rid).__name__}")
     dialogue = _text(row, "dialogue", where)
     keys = ["summary"] if "summary" in row else sorted(k for k in row if k.startswith("summary") and k[7:].isdigit())
     if not keys:
         raise DataError(f"{where}: field 'summary' is missing; add the reference summary")
     summaries = tuple(_text(row, key, where) for key in keys)
     topic = row.get("topic", row.get("topic1", "")) or ""
+    if not isinstance(topic, str):
+        raise DataError(f"{where}: field 'topic' must be text, got {type(topic).__name__}")
     known = {"id", "fname", "dialogue", "topic", *keys} | {k for k in row if k.startswith("topic")}
     extra = {k: v for k, v in row.items() if k not in known} or None
     return Example(str(rid), dialogue, summaries, name, str(topic), extra)
@@ -142,12 +157,24 @@ def _jsonl_rows(path: Path):
 def _csv_rows(path: Path):
     reader = csv.DictReader(_decode(path).splitlines(keepends=True), strict=True)
     try:
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise DataError(f"{path}:{reader.line_num}: the row has a different number of columns than the header; check its quoting")
-            yield reader.line_num, row
+        if reader.fieldnames is None:  # reads the header now, so the line numbers below count from it
+            return
     except csv.Error as err:
-        raise DataError(f"{path}:{reader.line_num}: broken CSV ({err}); check the quoting") from None
+        raise DataError(f"{path}:1: broken CSV header ({err}); check its quoting") from None
+    while True:
+        start = reader.line_num + 1  # a quoted field can span lines: name the line the row starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise DataError(
+                f"{path}:{start}: broken CSV in the row starting here ({err}); "
+                'a field with commas or line breaks must be quoted, and a quote inside it doubled ("")'
+            ) from None
+        if None in row or any(v is None for v in row.values()):
+            raise DataError(f"{path}:{start}: the row has a different number of columns than the header; check its quoting")
+        yield start, row
 
 
 def _parquet_rows(path: Path):

@@ -1,0 +1,125 @@
+"""Checking a whole run configuration before anything loads, and reporting every problem at once.
+
+The argument parser checks types (``lora.r`` must be an int); this checks values (``lora.r`` must
+be at least 1) and combinations (fp16 with Phi-2). ``train.py`` calls :func:`config_problems` on
+the parsed config, so a typo costs a second, not a model load, and a user fixes all of them in one go.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("bfloat16", "float16", "float32")
+QUANT_TYPES = ("nf4", "fp4")
+PRECISIONS = {"64", "64-true", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true",
+              "transformer-engine", "transformer-engine-float16"}  # Lightning's accepted values
+FP16 = {"16", "16-mixed", "16-true", "transformer-engine-float16"}
+MIN_LENGTH = 16  # below this no prompt plus summary fits
+
+
+class ConfigError(ValueError):
+    """One or more configuration values are unusable; the message lists each with what to do."""
+
+
+def config_problems(config: Any) -> list[str]:
+    """Every problem in a parsed run config (a jsonargparse namespace with trainer, model and data)."""
+    problems: list[str] = []
+
+    def need(ok: bool, key: str, rule: str) -> None:
+        if not ok:
+            problems.append(f"{key}={_get(config, key)!r} {rule}")
+
+    model = _get(config, "model.model")
+    r, alpha, dropout = (_get(config, f"model.lora.{key}") for key in ("r", "alpha", "dropout"))
+    need(r is None or r >= 1, "model.lora.r", "must be >= 1")
+    need(alpha is None or alpha > 0, "model.lora.alpha", "must be > 0 (2 x r is usual)")
+    need(dropout is None or 0 <= dropout < 1, "model.lora.dropout", "must be in [0, 1)")
+    need(_get(config, "model.lora.target_modules", ["x"]) not in ([], ""), "model.lora.target_modules", "must name at least one layer")
+    dtype = _get(config, "model.dtype")
+    need(dtype is None or dtype in DTYPES, "model.dtype", f"must be one of {', '.join(DTYPES)}")
+    quant_type = _get(config, "model.quant.quant_type")
+    need(quant_type is None or quant_type in QUANT_TYPES, "model.quant.quant_type", "must be nf4 or fp4")
+    need(_at_least(config, "model.loss_chunk_size", 1), "model.loss_chunk_size", "must be >= 1")
+    need(_at_least(config, "model.max_new_tokens", 1), "model.max_new_tokens", "must be >= 1")
+    lr = _get(config, "model.optimizer.init_args.lr")
+    need(lr is None or not isinstance(lr, int | float) or lr > 0, "model.optimizer.init_args.lr", "must be > 0")
+
+    max_length = _get(config, "data.max_length")
+    need(max_length is None or max_length >= MIN_LENGTH, "data.max_length", f"must be >= {MIN_LENGTH}")
+    for key in ("data.batch_size", "data.eval_batch_size", "data.group_batches", "data.pad_to_multiple_of",
+                "data.train_limit", "data.val_limit"):
+        need(_at_least(config, key, 1), key, "must be >= 1" + (" or null (no limit)" if "limit" in key else ""))
+    need(_at_least(config, "data.num_workers", 0), "data.num_workers", "must be >= 0")
+    need(_at_least(config, "data.enterprise_weight", 0), "data.enterprise_weight", "must be >= 0 (0 leaves the enterprise set out of training)")
+    max_tokens = _get(config, "data.max_tokens")
+    need(max_tokens is None or max_length is None or max_tokens >= max_length, "data.max_tokens",
+         f"must be >= data.max_length ({max_length}) so the longest example fits a batch, or null")
+    data = _get(config, "data")
+    if data is not None and getattr(data, "dialogsum", "") is None and getattr(data, "enterprise", "") is None:
+        problems.append("data.dialogsum and data.enterprise are both null: give at least one data source")
+    template = _get(config, "data.prompt.template")
+    need(template is None or template.count("{dialogue}") == 1, "data.prompt.template", "must contain {dialogue} exactly once")
+
+    precision = _get(config, "trainer.precision")
+    need(precision is None or str(precision) in PRECISIONS, "trainer.precision", "is not a precision Lightning knows (bf16-mixed, 32-true, ...)")
+    need(_at_least(config, "trainer.accumulate_grad_batches", 1), "trainer.accumulate_grad_batches", "must be >= 1")
+    clip = _get(config, "trainer.gradient_clip_val")
+    need(clip is None or clip >= 0, "trainer.gradient_clip_val", "must be >= 0 or null")
+    max_steps = _get(config, "trainer.max_steps")
+    need(max_steps is None or max_steps == -1 or max_steps >= 1, "trainer.max_steps", "must be >= 1, or -1 for no limit")
+
+    if is_phi(model):
+        if str(precision) in FP16:
+            problems.append(f"trainer.precision={precision!r} with Phi-2: fp16 overflows in Phi-2's attention and the loss "
+                            "turns NaN; use bf16-mixed (Ampere or newer GPUs), or 32-true on GPUs without bf16")
+        if dtype == "float16":
+            problems.append("model.dtype='float16' with Phi-2: fp16 overflows in Phi-2's attention; use bfloat16 (or float32)")
+    positions = _max_positions(model)
+    if positions and max_length and max_length > positions:
+        problems.append(f"data.max_length={max_length} is more than the model's {positions} positions; lower it to <= {positions}")
+    return problems
+
+
+def check_config(config: Any) -> None:
+    """Raise :class:`ConfigError` listing every problem of ``config``, if it has any."""
+    problems = config_problems(config)
+    if problems:
+        count = f"{len(problems)} configuration problem{'s' if len(problems) > 1 else ''}"
+        raise ConfigError(f"{count}, nothing was loaded: " + "; ".join(problems))
+
+
+def is_phi(model: Any) -> bool:
+    """Whether ``model`` (a Hub name or local folder) is Phi-1/1.5/2, whose attention overflows in fp16."""
+    if not isinstance(model, str):
+        return False
+    if "phi-2" in model.lower() or "phi-1" in model.lower():
+        return True
+    return _local_config(model).get("model_type") == "phi"
+
+
+def _max_positions(model: Any) -> int | None:
+    return _local_config(model).get("max_position_embeddings") if isinstance(model, str) else None
+
+
+def _local_config(model: str) -> dict:
+    path = Path(model).expanduser() / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # a Hub name, or no readable config: nothing to check against
+
+
+def _get(config: Any, key: str, default: Any = None) -> Any:
+    value = config
+    for part in key.split("."):
+        value = getattr(value, part, None) if not isinstance(value, dict) else value.get(part)
+        if value is None:
+            return default
+    return value
+
+
+def _at_least(config: Any, key: str, low: float) -> bool:
+    value = _get(config, key)
+    return value is None or not isinstance(value, int | float) or value >= low
