@@ -34,8 +34,10 @@ RECIPES = {
     "plain-eager-b8": ("plain", {"batch": 8, "compile": False}),
     "plain-compiled-b8": ("plain", {"batch": 8, "compile": True}),
     "plain-compiled-b16": ("plain", {"batch": 16, "compile": True}),
-    "ours-eager": ("ours", {"compile": False, "max_tokens": 16384, "checkpointing": False}),
+    "ours-eager": ("ours", {"compile": False, "max_tokens": 8192, "checkpointing": False}),
     "ours-fast": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": False}),
+    "ours-fast-12k": ("ours", {"compile": True, "max_tokens": 12288, "checkpointing": False}),
+    "ours-fast-nodrop": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": False, "dropout": 0.0}),
     "ours-12gib": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": True}),
 }
 
@@ -49,22 +51,33 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per recipe")
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, allocator)")
     parser.add_argument("--out", default="bench_train.jsonl")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds one recipe may take")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one == "make-model":
+        make_random_phi2(Path(args.model_dir), Path(args.tokenizer))
+        return
     if args.one:
         result = run_one(args, args.one)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    make_random_phi2(Path(args.model_dir), Path(args.tokenizer))
+    # Made in a child process so that the parent holds no GPU memory while the recipes run.
+    subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", "make-model"], check=True)
     results = []
     for name in args.recipes.split(","):
-        proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", name], capture_output=True, text=True)
-        Path(args.out).with_name(f"{name}.log").write_text(proc.stdout + proc.stderr)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        log = Path(args.out).with_name(f"{name}.log")
+        try:
+            with log.open("w") as sink:
+                subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", name], stdout=sink,
+                               stderr=subprocess.STDOUT, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        proc_out = log.read_text()
+        lines = [line for line in proc_out.splitlines() if line.startswith("RESULT ")]
         if lines:
             results.append(json.loads(lines[-1][7:]))
         else:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            tail = proc_out.strip().splitlines()[-3:] or [f"no result within {args.timeout} s"]
             results.append({"recipe": name, "error": " | ".join(tail)[-300:]})
         print(json.dumps(results[-1]), flush=True)
         with open(args.out, "a") as f:
@@ -131,10 +144,10 @@ def run_ours(args, options: dict):
 
     module = QLoRAModule(
         model=args.model_dir,
-        lora=LoraArgs(r=16, alpha=32, dropout=0.05, target_modules=LINEARS),
+        lora=LoraArgs(r=16, alpha=32, dropout=options.get("dropout", 0.05), target_modules=LINEARS),
         gradient_checkpointing=options["checkpointing"],
         compile=options["compile"],
-        optimizer=partial(torch.optim.AdamW, lr=2e-4, fused=True),
+        optimizer=partial(torch.optim.AdamW, lr=2e-4),
     )
     data = DialogSumDataModule(tokenizer=args.model_dir, dialogsum=args.data, enterprise=None, max_length=512,
                                batch_size=256, max_tokens=options["max_tokens"], num_workers=4)

@@ -25,7 +25,7 @@ class QLoRAModule(L.LightningModule):
         gradient_checkpointing: recompute activations in backward; saves memory, costs ~30% speed.
         attn_implementation: attention kernel (``sdpa``, ``eager``, ...); None keeps the model's default.
         loss_chunk_size: target tokens projected through the output head at once.
-        compile: ``torch.compile`` the decoder (CUDA only; ignored on CPU).
+        compile: ``torch.compile`` each decoder layer (CUDA only; ignored on CPU).
         max_new_tokens: generation bound in ``predict``.
         adapter_dir: where the PEFT adapter is exported at the end of ``fit``; None means
             ``<log_dir>/adapter``.
@@ -81,9 +81,9 @@ class QLoRAModule(L.LightningModule):
         if self.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = add_lora(base, self.lora)
-        decoder = self.model.get_base_model().get_decoder()
-        compile_it = self.compile and torch.cuda.is_available()
-        self._decoder = torch.compile(decoder) if compile_it else decoder
+        self._decoder = self.model.get_base_model().get_decoder()
+        if self.compile and torch.cuda.is_available():
+            compile_layers(self._decoder)
 
     @property
     def head(self) -> torch.nn.Module:
@@ -106,12 +106,13 @@ class QLoRAModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.model_step(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        # logger=False: callbacks.losses.LossCurves writes train/loss and val/loss against optimizer steps.
+        self.log("train/loss", loss, prog_bar=True, logger=False, batch_size=batch["input_ids"].shape[0])
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss = self.model_step(batch)
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["input_ids"].shape[0])
+        self.log("val/loss", loss, prog_bar=True, logger=False, sync_dist=True, batch_size=batch["input_ids"].shape[0])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         loss = self.model_step(batch)
@@ -185,3 +186,17 @@ class QLoRAModule(L.LightningModule):
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         return folder
+
+
+def compile_layers(decoder: torch.nn.Module) -> None:
+    """Compile each transformer block in place (regional compilation).
+
+    The blocks share one code object, so one compiled graph serves all of them: compilation takes
+    seconds instead of minutes, and gradient checkpointing still wraps whole blocks.
+    """
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        decoder.compile()
+        return
+    for layer in layers:
+        layer.compile()

@@ -1,0 +1,225 @@
+"""Kill a training run with SIGKILL at random moments, resume it each time, and check the final adapter.
+
+    python bench/kill_resume.py                 # 10 kills, tiny random Phi on CPU, a few minutes
+    python bench/kill_resume.py --kills 3 --seed 1
+
+A tiny random Phi-2-shaped model trains with configs/tiny.yaml, checkpointing every
+``--every`` steps. First one run goes through uninterrupted. Then the same run is started in a
+subprocess and killed with ``kill -9`` at a random moment, ``--kills`` times; each restart passes
+``--ckpt_path last`` once a checkpoint exists. The last restart runs to the end. Its exported
+adapter must equal the uninterrupted run's, tensor for tensor.
+
+``python bench/kill_resume.py child --kill-at-save N -- <train.py args>`` runs train.py in this
+process and kills it with SIGKILL halfway through writing its N-th checkpoint: the test suite uses
+it to cut a checkpoint write deterministically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+TOKENIZER = SHARED / "tokenizers" / "gpt2"
+
+
+def make_tiny_model(folder: Path, tokenizer_dir: Path = TOKENIZER) -> Path:
+    """A randomly initialised 2-layer Phi with Phi-2's tokenizer, saved like a Hub model."""
+    import torch
+    from transformers import CodeGenTokenizer, PhiConfig, PhiForCausalLM
+
+    tokenizer = CodeGenTokenizer.from_pretrained(str(tokenizer_dir))
+    tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    config = PhiConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, partial_rotary_factor=0.4, max_position_embeddings=1024,
+        initializer_range=0.1, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+    )
+    PhiForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_config(folder: Path, every: int) -> Path:
+    """configs/tiny.yaml with a checkpoint every ``every`` optimizer steps, all of them kept."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    for callback in config["trainer"]["callbacks"]:
+        if isinstance(callback, dict) and callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"].update(every_n_train_steps=every, save_top_k=-1, save_last=True)
+    path = folder / "kill_resume.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def train_args(config: Path, model: Path, save_dir: Path, max_steps: int) -> list[str]:
+    """train.py arguments for the run under test: enterprise data, short rows, no validation."""
+    return [
+        "fit", "--config", str(config), "--model.model", str(model),
+        "--data.dialogsum", "null", "--data.enterprise", str(ROOT / "data" / "enterprise"),
+        "--data.max_length", "96", "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "0",
+        "--trainer.logger.init_args.save_dir", str(save_dir),
+    ]
+
+
+def command(args: list[str], kill_at_save: int | None = None) -> list[str]:
+    """The subprocess command line: train.py itself, or this file's ``child`` that dies mid-write."""
+    if kill_at_save is None:
+        return [sys.executable, str(ROOT / "train.py"), *args]
+    return [sys.executable, str(Path(__file__).resolve()), "child", "--kill-at-save", str(kill_at_save), "--", *args]
+
+
+def has_checkpoint(save_dir: Path) -> bool:
+    return any(save_dir.glob("*/*/checkpoints/*.ckpt"))
+
+
+def resume_args(args: list[str], save_dir: Path) -> list[str]:
+    """``args`` plus ``--ckpt_path last`` once any checkpoint exists (before that, start afresh)."""
+    return [*args, "--ckpt_path", "last"] if has_checkpoint(save_dir) else args
+
+
+def run(cmd: list[str], kill_after: float | None = None) -> tuple[int, float]:
+    """Run ``cmd``; SIGKILL it after ``kill_after`` seconds. Returns its exit code and wall time."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        if kill_after is None:
+            _, err = proc.communicate(timeout=900)
+        else:
+            try:
+                _, err = proc.communicate(timeout=kill_after)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                _, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    code = proc.returncode
+    if code not in (0, -signal.SIGKILL):
+        sys.stderr.write(err.decode(errors="replace")[-3000:])
+    return code, time.monotonic() - start
+
+
+def final_adapter(save_dir: Path) -> dict:
+    """The tensors of the newest exported adapter under ``save_dir``."""
+    from safetensors.torch import load_file
+
+    files = sorted(save_dir.glob("*/*/adapter/adapter_model.safetensors"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise SystemExit(f"error: no adapter was exported under {save_dir}")
+    return load_file(str(files[-1]))
+
+
+def compare(a: dict, b: dict) -> tuple[bool, float]:
+    """Whether two adapters are identical, and their largest absolute difference."""
+    if set(a) != set(b):
+        return False, float("inf")
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    return all(a[k].equal(b[k]) for k in a), diff
+
+
+def state_after_kill(save_dir: Path) -> str:
+    """Where a kill left the run: its newest checkpoint's step, and any half-written file."""
+    import torch
+
+    ckpts = sorted(save_dir.glob("*/*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+    partial = [p.name for p in save_dir.glob("*/*/checkpoints/.*.tmp")]
+    newest = "no checkpoint yet"
+    if ckpts:
+        newest = f"newest {ckpts[-1].name} (step {torch.load(ckpts[-1], weights_only=False)['global_step']})"
+    return newest + (f", half-written {', '.join(partial)}" if partial else "")
+
+
+def child(kill_at_save: int, args: list[str]) -> None:
+    """Run train.py here; on the ``kill_at_save``-th checkpoint write, write half of it and SIGKILL."""
+    import torch
+
+    real_save, saves = torch.save, 0
+
+    def save(obj, f, *a, **k):
+        nonlocal saves
+        if isinstance(obj, dict) and "state_dict" in obj and hasattr(f, "write"):
+            saves += 1
+            if saves == kill_at_save:
+                buffer = io.BytesIO()
+                real_save(obj, buffer, *a, **k)
+                f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(obj, f, *a, **k)
+
+    torch.save = save
+    sys.path.insert(0, str(ROOT))
+    from train import main
+
+    main(args)
+
+
+def bench(kills: int, seed: int, max_steps: int, every: int, work: Path) -> bool:
+    """The whole experiment; prints a line per kill and the verdict. True when the adapters match."""
+    make_tiny_model(work / "model")
+    config = write_config(work, every)
+    whole_dir, killed_dir = work / "whole", work / "killed"
+    code, whole_time = run(command(train_args(config, work / "model", whole_dir, max_steps)))
+    assert code == 0, f"the uninterrupted run failed with exit code {code}"
+    print(f"uninterrupted run: {max_steps} steps in {whole_time:.1f}s (startup included)")
+
+    rng = random.Random(seed)
+    args = train_args(config, work / "model", killed_dir, max_steps)
+    done, kill = False, 0
+    while kill < kills:
+        delay = rng.uniform(0.2, 1.0) * whole_time
+        code, elapsed = run(command(resume_args(args, killed_dir)), kill_after=delay)
+        if code == 0:
+            print(f"kill {kill + 1}: the run finished in {elapsed:.1f}s before the kill at {delay:.1f}s; restarting it")
+            done = True
+            break
+        assert code == -signal.SIGKILL, f"a restarted run failed with exit code {code}"
+        kill += 1
+        print(f"kill {kill:2d} at {delay:5.1f}s: {state_after_kill(killed_dir)}")
+    if not done or kill < kills:
+        code, _ = run(command(resume_args(args, killed_dir)))
+        assert code == 0, f"the final resumed run failed with exit code {code}"
+    same, diff = compare(final_adapter(whole_dir), final_adapter(killed_dir))
+    verdict = "IDENTICAL" if same else f"DIFFERENT (max abs diff {diff:.3g})"
+    print(f"final adapter after {kill} kills vs uninterrupted: {verdict}")
+    return same
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="mode")
+    kid = sub.add_parser("child", help="run train.py here and die halfway through its N-th checkpoint write")
+    kid.add_argument("--kill-at-save", type=int, required=True)
+    kid.add_argument("train_args", nargs=argparse.REMAINDER)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-steps", type=int, default=24)
+    parser.add_argument("--every", type=int, default=2, help="checkpoint every N optimizer steps")
+    parser.add_argument("--work", type=Path, default=None, help="folder for runs (default: a temporary one)")
+    options = parser.parse_args()
+    if options.mode == "child":
+        rest = options.train_args[1:] if options.train_args[:1] == ["--"] else options.train_args
+        return child(options.kill_at_save, rest)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = options.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        ok = bench(options.kills, options.seed, options.max_steps, options.every, work)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
