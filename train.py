@@ -35,7 +35,7 @@ class SummarizationCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Check every option and the checkpoint to resume, before any class or weight loads."""
-        config = self.config[self.subcommand]
+        config = self.config[self.subcommand] if self.subcommand else self.config  # run=False has no subcommand
         check_config(config)
         ckpt = config.get("ckpt_path")
         if ckpt == "last" and config.trainer.logger:
@@ -46,7 +46,13 @@ class SummarizationCLI(LightningCLI):
                 print(f"warning: {line}", file=sys.stderr)
             logger.version = path.parent.parent.name
             config.ckpt_path = str(path)
-        elif ckpt is not None and str(ckpt) not in KEYWORDS and "://" not in str(ckpt):
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads an explicit --ckpt_path right after parsing: a cut file must fail here, in one line.
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt is not None and str(ckpt) not in KEYWORDS and "://" not in str(ckpt):
             check_resume_file(Path(ckpt))
 
     def instantiate_trainer(self, **kwargs) -> Trainer:

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules.batching import LengthGroupedBatchSampler, ResumableDataLoader, collate
 from datamodules.encoding import PromptEncoder
 from datamodules.prompts import PromptFormat
-from datamodules.sources import Example, load_split
+from datamodules.sources import DataError, Example, load_split
 from datamodules.tokenizer import load_tokenizer
 
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
@@ -127,6 +127,11 @@ class DialogSumDataModule(L.LightningDataModule):
             f"{split}: {len(features)} examples, {truncated} dialogues cut to max_length={self.max_length}, "
             f"{dropped} dropped (summary alone longer than max_length)"
         )
+        if dropped and not features:
+            raise DataError(
+                f"{split}: all {dropped} examples were dropped because each summary alone is longer than "
+                f"data.max_length={self.max_length}; raise --data.max_length"
+            )
         return features
 
     # ---- loaders --------------------------------------------------------------------------------
