@@ -4,10 +4,13 @@
     python bench/kill_resume.py --kills 3 --seed 1
 
 A tiny random Phi-2-shaped model trains with configs/tiny.yaml, checkpointing every
-``--every`` steps. First one run goes through uninterrupted. Then the same run is started in a
-subprocess and killed with ``kill -9`` at a random moment, ``--kills`` times; each restart passes
-``--ckpt_path last`` once a checkpoint exists. The last restart runs to the end. Its exported
-adapter must equal the uninterrupted run's, tensor for tensor.
+``--every`` steps. First one run goes through uninterrupted, timed. Then the same run is started
+in a subprocess and killed with ``kill -9``, ``--kills`` times: one kill in five at a random moment
+of its startup (imports, data, model load), the others a random time after a random coming
+checkpoint, so they land mid-step, mid-write or between. Kills follow progress, not the clock, so
+a busy machine can't let the run finish before it is killed. Each restart passes ``--ckpt_path
+last`` once a checkpoint exists; the last runs to the end. Its exported adapter must equal the
+uninterrupted run's, tensor for tensor.
 
 ``python bench/kill_resume.py child --kill-at-save N -- <train.py args>`` runs train.py in this
 process and kills it with SIGKILL halfway through writing its N-th checkpoint: the test suite uses
@@ -20,16 +23,19 @@ import argparse
 import io
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 TOKENIZER = SHARED / "tokenizers" / "gpt2"
+STEP = re.compile(r"step=(\d+)\.ckpt$")
 
 
 def make_tiny_model(folder: Path, tokenizer_dir: Path = TOKENIZER) -> Path:
@@ -41,9 +47,16 @@ def make_tiny_model(folder: Path, tokenizer_dir: Path = TOKENIZER) -> Path:
     tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(0)
     config = PhiConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, partial_rotary_factor=0.4, max_position_embeddings=1024,
-        initializer_range=0.1, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        partial_rotary_factor=0.4,
+        max_position_embeddings=1024,
+        initializer_range=0.1,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
     )
     PhiForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -66,10 +79,23 @@ def write_config(folder: Path, every: int) -> Path:
 def train_args(config: Path, model: Path, save_dir: Path, max_steps: int) -> list[str]:
     """train.py arguments for the run under test: enterprise data, short rows, no validation."""
     return [
-        "fit", "--config", str(config), "--model.model", str(model),
-        "--data.dialogsum", "null", "--data.enterprise", str(ROOT / "data" / "enterprise"),
-        "--data.max_length", "96", "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "0",
-        "--trainer.logger.init_args.save_dir", str(save_dir),
+        "fit",
+        "--config",
+        str(config),
+        "--model.model",
+        str(model),
+        "--data.dialogsum",
+        "null",
+        "--data.enterprise",
+        str(ROOT / "data" / "enterprise"),
+        "--data.max_length",
+        "96",
+        "--trainer.max_steps",
+        str(max_steps),
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.logger.init_args.save_dir",
+        str(save_dir),
     ]
 
 
@@ -89,27 +115,33 @@ def resume_args(args: list[str], save_dir: Path) -> list[str]:
     return [*args, "--ckpt_path", "last"] if has_checkpoint(save_dir) else args
 
 
-def run(cmd: list[str], kill_after: float | None = None) -> tuple[int, float]:
-    """Run ``cmd``; SIGKILL it after ``kill_after`` seconds. Returns its exit code and wall time."""
+def run(cmd: list[str], kill_when: Callable[[float], bool] | None = None) -> tuple[int, float]:
+    """Run ``cmd``; SIGKILL it as soon as ``kill_when(seconds since start)`` is true. Returns exit code, wall time."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        if kill_after is None:
-            _, err = proc.communicate(timeout=900)
-        else:
-            try:
-                _, err = proc.communicate(timeout=kill_after)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                _, err = proc.communicate()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    code = proc.returncode
-    if code not in (0, -signal.SIGKILL):
-        sys.stderr.write(err.decode(errors="replace")[-3000:])
-    return code, time.monotonic() - start
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while proc.poll() is None:
+                if kill_when is not None and kill_when(time.monotonic() - start):
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    break
+                time.sleep(0.02)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode not in (0, -signal.SIGKILL):
+            err.seek(0)
+            sys.stderr.write(err.read().decode(errors="replace")[-3000:])
+    return proc.returncode, time.monotonic() - start
+
+
+def newest_step(save_dir: Path) -> int:
+    """The highest step among the step checkpoints under ``save_dir`` (0 when there are none)."""
+    steps = [int(m.group(1)) for p in save_dir.glob("*/*/checkpoints/*.ckpt") if (m := STEP.search(p.name))]
+    return max(steps, default=0)
 
 
 def final_adapter(save_dir: Path) -> dict:
@@ -173,29 +205,49 @@ def bench(kills: int, seed: int, max_steps: int, every: int, work: Path) -> bool
     make_tiny_model(work / "model")
     config = write_config(work, every)
     whole_dir, killed_dir = work / "whole", work / "killed"
-    code, whole_time = run(command(train_args(config, work / "model", whole_dir, max_steps)))
+
+    # The uninterrupted run, timed: when its first checkpoint appears and how long a step takes.
+    seen: dict[int, float] = {}
+
+    def watch(elapsed: float) -> bool:
+        seen.setdefault(newest_step(whole_dir), elapsed)
+        return False
+
+    code, total = run(command(train_args(config, work / "model", whole_dir, max_steps)), kill_when=watch)
     assert code == 0, f"the uninterrupted run failed with exit code {code}"
-    print(f"uninterrupted run: {max_steps} steps in {whole_time:.1f}s (startup included)")
+    first, last = min(s for s in seen if s), max(seen)
+    step_time = (seen[last] - seen[first]) / max(last - first, 1)
+    startup = seen[first] - first * step_time
+    print(f"uninterrupted run: {max_steps} steps in {total:.1f}s ({startup:.1f}s startup, {step_time:.2f}s a step)")
 
     rng = random.Random(seed)
     args = train_args(config, work / "model", killed_dir, max_steps)
-    done, kill = False, 0
-    while kill < kills:
-        delay = rng.uniform(0.2, 1.0) * whole_time
-        code, elapsed = run(command(resume_args(args, killed_dir)), kill_after=delay)
-        if code == 0:
-            print(f"kill {kill + 1}: the run finished in {elapsed:.1f}s before the kill at {delay:.1f}s; restarting it")
-            done = True
-            break
-        assert code == -signal.SIGKILL, f"a restarted run failed with exit code {code}"
-        kill += 1
-        print(f"kill {kill:2d} at {delay:5.1f}s: {state_after_kill(killed_dir)}")
-    if not done or kill < kills:
-        code, _ = run(command(resume_args(args, killed_dir)))
-        assert code == 0, f"the final resumed run failed with exit code {code}"
+    for kill in range(1, kills + 1):
+        done = newest_step(killed_dir)
+        targets = list(range(done + every, max_steps, every))  # checkpoints still to come, the end excluded
+        if not targets or rng.random() < 0.2:  # a kill while it imports, reads data or loads the model
+            delay = rng.uniform(0.1, 1.0) * startup
+            when, kill_when = f"{delay:.1f}s in, during startup", lambda t, d=delay: t > d
+        else:
+            # A random moment in the steps after a random checkpoint: mid-step, mid-write or between.
+            target, extra = rng.choice(targets), rng.uniform(0, every * step_time)
+            when = f"{extra:.2f}s after the step-{target} checkpoint"
+            landed: list[float] = []
+
+            def kill_when(t: float, target: int = target, extra: float = extra, landed: list = landed) -> bool:
+                if not landed and newest_step(killed_dir) >= target:
+                    landed.append(t)
+                return bool(landed) and t > landed[0] + extra
+
+        code, _ = run(command(resume_args(args, killed_dir)), kill_when=kill_when)
+        assert code in (0, -signal.SIGKILL), f"a restarted run failed with exit code {code}"
+        outcome = "finished first" if code == 0 else state_after_kill(killed_dir)
+        print(f"kill {kill:2d}, {when}: {outcome}")
+    code, _ = run(command(resume_args(args, killed_dir)))
+    assert code == 0, f"the final resumed run failed with exit code {code}"
     same, diff = compare(final_adapter(whole_dir), final_adapter(killed_dir))
     verdict = "IDENTICAL" if same else f"DIFFERENT (max abs diff {diff:.3g})"
-    print(f"final adapter after {kill} kills vs uninterrupted: {verdict}")
+    print(f"final adapter after {kills} kills and resumes vs the uninterrupted run's: {verdict}")
     return same
 
 

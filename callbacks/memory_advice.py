@@ -40,7 +40,9 @@ def memory_advice(trainer: L.Trainer | None = None, module: L.LightningModule | 
             fixes.append(f"--data.eval_batch_size {eval_batch // 2}")
     if batch and batch > 1:
         # Half the batch, twice the accumulation: the same examples per optimizer step.
-        fixes.append(f"--data.batch_size {batch // 2} --trainer.accumulate_grad_batches {accumulate * 2} (same effective batch)")
+        fixes.append(
+            f"--data.batch_size {batch // 2} --trainer.accumulate_grad_batches {accumulate * 2} (same effective batch)"
+        )
     if checkpointing is False:
         fixes.append("--model.gradient_checkpointing true (about 30% slower)")
     if batch and max_length:

@@ -19,7 +19,11 @@ class NanGuard(Callback):
     """
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        if bool(torch.isfinite(loss.detach()).all()):
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if getattr(trainer, "world_size", 1) > 1:
+            # Every rank must stop together, or the others hang in the next gradient all-reduce.
+            finite = not trainer.strategy.reduce_boolean_decision(not finite, all=False)
+        if finite:
             return
         value = loss.detach().float().flatten()[0].item()
         raise NonFiniteLossError(

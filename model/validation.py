@@ -11,10 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-DTYPES = ("bfloat16", "float16", "float32")
+from model.module import DTYPES
+
 QUANT_TYPES = ("nf4", "fp4")
-PRECISIONS = {"64", "64-true", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true",
-              "transformer-engine", "transformer-engine-float16"}  # Lightning's accepted values
+# The precisions Lightning accepts.
+PRECISIONS = set("64 64-true 32 32-true 16 16-mixed 16-true bf16 bf16-mixed bf16-true transformer-engine".split())
+PRECISIONS |= {"transformer-engine-float16"}
 FP16 = {"16", "16-mixed", "16-true", "transformer-engine-float16"}
 MIN_LENGTH = 16  # below this no prompt plus summary fits
 
@@ -36,7 +38,11 @@ def config_problems(config: Any) -> list[str]:
     need(r is None or r >= 1, "model.lora.r", "must be >= 1")
     need(alpha is None or alpha > 0, "model.lora.alpha", "must be > 0 (2 x r is usual)")
     need(dropout is None or 0 <= dropout < 1, "model.lora.dropout", "must be in [0, 1)")
-    need(_get(config, "model.lora.target_modules", ["x"]) not in ([], ""), "model.lora.target_modules", "must name at least one layer")
+    need(
+        _get(config, "model.lora.target_modules", ["x"]) not in ([], ""),
+        "model.lora.target_modules",
+        "must name at least one layer",
+    )
     dtype = _get(config, "model.dtype")
     need(dtype is None or dtype in DTYPES, "model.dtype", f"must be one of {', '.join(DTYPES)}")
     quant_type = _get(config, "model.quant.quant_type")
@@ -48,37 +54,66 @@ def config_problems(config: Any) -> list[str]:
 
     max_length = _get(config, "data.max_length")
     need(max_length is None or max_length >= MIN_LENGTH, "data.max_length", f"must be >= {MIN_LENGTH}")
-    for key in ("data.batch_size", "data.eval_batch_size", "data.group_batches", "data.pad_to_multiple_of",
-                "data.train_limit", "data.val_limit"):
+    for key in (
+        "data.batch_size",
+        "data.eval_batch_size",
+        "data.group_batches",
+        "data.pad_to_multiple_of",
+        "data.train_limit",
+        "data.val_limit",
+    ):
         need(_at_least(config, key, 1), key, "must be >= 1" + (" or null (no limit)" if "limit" in key else ""))
     need(_at_least(config, "data.num_workers", 0), "data.num_workers", "must be >= 0")
-    need(_at_least(config, "data.enterprise_weight", 0), "data.enterprise_weight", "must be >= 0 (0 leaves the enterprise set out of training)")
+    need(
+        _at_least(config, "data.enterprise_weight", 0),
+        "data.enterprise_weight",
+        "must be >= 0 (0 leaves the enterprise set out of training)",
+    )
     max_tokens = _get(config, "data.max_tokens")
-    need(max_tokens is None or max_length is None or max_tokens >= max_length, "data.max_tokens",
-         f"must be >= data.max_length ({max_length}) so the longest example fits a batch, or null")
+    need(
+        max_tokens is None or max_length is None or max_tokens >= max_length,
+        "data.max_tokens",
+        f"must be >= data.max_length ({max_length}) so the longest example fits a batch, or null",
+    )
     data = _get(config, "data")
     if data is not None and getattr(data, "dialogsum", "") is None and getattr(data, "enterprise", "") is None:
         problems.append("data.dialogsum and data.enterprise are both null: give at least one data source")
     template = _get(config, "data.prompt.template")
-    need(template is None or template.count("{dialogue}") == 1, "data.prompt.template", "must contain {dialogue} exactly once")
+    need(
+        template is None or template.count("{dialogue}") == 1,
+        "data.prompt.template",
+        "must contain {dialogue} exactly once",
+    )
 
     precision = _get(config, "trainer.precision")
-    need(precision is None or str(precision) in PRECISIONS, "trainer.precision", "is not a precision Lightning knows (bf16-mixed, 32-true, ...)")
+    need(
+        precision is None or str(precision) in PRECISIONS,
+        "trainer.precision",
+        "is not a precision Lightning knows (bf16-mixed, 32-true, ...)",
+    )
     need(_at_least(config, "trainer.accumulate_grad_batches", 1), "trainer.accumulate_grad_batches", "must be >= 1")
     clip = _get(config, "trainer.gradient_clip_val")
     need(clip is None or clip >= 0, "trainer.gradient_clip_val", "must be >= 0 or null")
     max_steps = _get(config, "trainer.max_steps")
-    need(max_steps is None or max_steps == -1 or max_steps >= 1, "trainer.max_steps", "must be >= 1, or -1 for no limit")
+    need(
+        max_steps is None or max_steps == -1 or max_steps >= 1, "trainer.max_steps", "must be >= 1, or -1 for no limit"
+    )
 
     if is_phi(model):
         if str(precision) in FP16:
-            problems.append(f"trainer.precision={precision!r} with Phi-2: fp16 overflows in Phi-2's attention and the loss "
-                            "turns NaN; use bf16-mixed (Ampere or newer GPUs), or 32-true on GPUs without bf16")
+            problems.append(
+                f"trainer.precision={precision!r} with Phi-2: fp16 overflows in Phi-2's attention and the loss "
+                "turns NaN; use bf16-mixed (Ampere or newer GPUs), or 32-true on GPUs without bf16"
+            )
         if dtype == "float16":
-            problems.append("model.dtype='float16' with Phi-2: fp16 overflows in Phi-2's attention; use bfloat16 (or float32)")
+            problems.append(
+                "model.dtype='float16' with Phi-2: fp16 overflows in Phi-2's attention; use bfloat16 (or float32)"
+            )
     positions = _max_positions(model)
     if positions and max_length and max_length > positions:
-        problems.append(f"data.max_length={max_length} is more than the model's {positions} positions; lower it to <= {positions}")
+        problems.append(
+            f"data.max_length={max_length} is more than the model's {positions} positions; lower it to <= {positions}"
+        )
     return problems
 
 

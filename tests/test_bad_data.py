@@ -16,43 +16,116 @@ GOOD = '{"id": "a", "dialogue": "#Person1#: hi", "summary": "They greet."}\n'
 
 # name: (file name, file content, split, expected message after "<path>")
 CASES = {
-    "missing summary": ("train.jsonl", GOOD + '{"id": "b", "dialogue": "#Person1#: yo"}\n', "train",
-                        ":2: field 'summary' is missing; add the reference summary"),
-    "missing dialogue column": ("train.csv", "id,summary\na,ok\n", "train",
-                                ":2: field 'dialogue' is missing; add it or remove the row"),
-    "empty dialogue": ("train.jsonl", '{"id": "a", "dialogue": "", "summary": "x"}\n', "train",
-                       ":1: field 'dialogue' is empty; fill it or remove the row"),
-    "whitespace-only summary": ("train.jsonl", GOOD + '{"id": "b", "dialogue": "#P1#: yo", "summary": " \\n\\t "}\n',
-                                "train", ":2: field 'summary' is empty; fill it or remove the row"),
-    "invalid JSON line": ("train.jsonl", GOOD + '{"id": "b", "dialogue": "x", "summary": "y"\n', "train",
-                          ":2: invalid JSON (Expecting ',' delimiter); fix or remove the line"),
-    "invalid JSON array": ("dev.json", '[\n{"id": "a", "dialogue": "x", "summary": "y"},\n]\n', "validation",
-                           ":3: invalid JSON (Expecting value); fix the file"),
-    "unclosed CSV quote": ("train.csv", 'id,dialogue,summary\na,hi,ok\nb,"#P1#: yo, there,fine\nc,x,y\n', "train",
-                           ":3: broken CSV in the row starting here (unexpected end of data); a field with commas"),
-    "text after a closing CSV quote": ("train.csv", 'id,dialogue,summary\na,"#P1#: hi"there,ok\n', "train",
-                                       ":2: broken CSV in the row starting here (',' expected after '\"')"),
-    "CSV row with too few columns": ("train.csv", 'id,dialogue,summary\na,"line one\nline two",ok\nb,x\n', "train",
-                                     ":4: the row has a different number of columns than the header; check its quoting"),
-    "non-UTF-8 bytes": ("train.jsonl", (GOOD + '{"id": "b", "dialogue": "caf\xe9", "summary": "y"}\n').encode("latin-1"),
-                        "train", ":2: bytes are not UTF-8; re-save the file as UTF-8"),
-    "dialogue is a number": ("train.jsonl", '{"id": "a", "dialogue": 42, "summary": "x"}\n', "train",
-                             ":1: field 'dialogue' must be text, got int"),
-    "summary is a list": ("train.jsonl", '{"id": "a", "dialogue": "x", "summary": ["y", "z"]}\n', "train",
-                          ":1: field 'summary' must be text, got list"),
-    "id is an object": ("train.jsonl", '{"id": {"n": 1}, "dialogue": "x", "summary": "y"}\n', "train",
-                        ":1: field 'id' must be text or a whole number, got dict"),
-    "topic is a list": ("train.jsonl", '{"id": "a", "dialogue": "x", "summary": "y", "topic": ["t"]}\n', "train",
-                        ":1: field 'topic' must be text, got list"),
-    "row is not an object": ("train.jsonl", GOOD + '["#Person1#: hi", "They greet."]\n', "train",
-                             ":2: expected an object with 'dialogue' and 'summary', got list"),
-    "missing id": ("train.jsonl", '{"dialogue": "x", "summary": "y"}\n', "train",
-                   ":1: field 'id' (or 'fname') is missing or empty; give every row an id"),
-    "duplicate ids": ("train.jsonl", GOOD + "\n" + GOOD, "train",
-                      ":3: field 'id' repeats 'a' (first at line 1); make ids unique"),
+    "missing summary": (
+        "train.jsonl",
+        GOOD + '{"id": "b", "dialogue": "#Person1#: yo"}\n',
+        "train",
+        ":2: field 'summary' is missing; add the reference summary",
+    ),
+    "missing dialogue column": (
+        "train.csv",
+        "id,summary\na,ok\n",
+        "train",
+        ":2: field 'dialogue' is missing; add it or remove the row",
+    ),
+    "empty dialogue": (
+        "train.jsonl",
+        '{"id": "a", "dialogue": "", "summary": "x"}\n',
+        "train",
+        ":1: field 'dialogue' is empty; fill it or remove the row",
+    ),
+    "whitespace-only summary": (
+        "train.jsonl",
+        GOOD + '{"id": "b", "dialogue": "#P1#: yo", "summary": " \\n\\t "}\n',
+        "train",
+        ":2: field 'summary' is empty; fill it or remove the row",
+    ),
+    "invalid JSON line": (
+        "train.jsonl",
+        GOOD + '{"id": "b", "dialogue": "x", "summary": "y"\n',
+        "train",
+        ":2: invalid JSON (Expecting ',' delimiter); fix or remove the line",
+    ),
+    "invalid JSON array": (
+        "dev.json",
+        '[\n{"id": "a", "dialogue": "x", "summary": "y"},\n]\n',
+        "validation",
+        ":3: invalid JSON (Expecting value); fix the file",
+    ),
+    "unclosed CSV quote": (
+        "train.csv",
+        'id,dialogue,summary\na,hi,ok\nb,"#P1#: yo, there,fine\nc,x,y\n',
+        "train",
+        ":3: broken CSV in the row starting here (unexpected end of data); a field with commas",
+    ),
+    "text after a closing CSV quote": (
+        "train.csv",
+        'id,dialogue,summary\na,"#P1#: hi"there,ok\n',
+        "train",
+        ":2: broken CSV in the row starting here (',' expected after '\"')",
+    ),
+    "CSV row with too few columns": (
+        "train.csv",
+        'id,dialogue,summary\na,"line one\nline two",ok\nb,x\n',
+        "train",
+        ":4: the row has a different number of columns than the header; check its quoting",
+    ),
+    "non-UTF-8 bytes": (
+        "train.jsonl",
+        (GOOD + '{"id": "b", "dialogue": "caf\xe9", "summary": "y"}\n').encode("latin-1"),
+        "train",
+        ":2: bytes are not UTF-8; re-save the file as UTF-8",
+    ),
+    "dialogue is a number": (
+        "train.jsonl",
+        '{"id": "a", "dialogue": 42, "summary": "x"}\n',
+        "train",
+        ":1: field 'dialogue' must be text, got int",
+    ),
+    "summary is a list": (
+        "train.jsonl",
+        '{"id": "a", "dialogue": "x", "summary": ["y", "z"]}\n',
+        "train",
+        ":1: field 'summary' must be text, got list",
+    ),
+    "id is an object": (
+        "train.jsonl",
+        '{"id": {"n": 1}, "dialogue": "x", "summary": "y"}\n',
+        "train",
+        ":1: field 'id' must be text or a whole number, got dict",
+    ),
+    "topic is a list": (
+        "train.jsonl",
+        '{"id": "a", "dialogue": "x", "summary": "y", "topic": ["t"]}\n',
+        "train",
+        ":1: field 'topic' must be text, got list",
+    ),
+    "row is not an object": (
+        "train.jsonl",
+        GOOD + '["#Person1#: hi", "They greet."]\n',
+        "train",
+        ":2: expected an object with 'dialogue' and 'summary', got list",
+    ),
+    "missing id": (
+        "train.jsonl",
+        '{"dialogue": "x", "summary": "y"}\n',
+        "train",
+        ":1: field 'id' (or 'fname') is missing or empty; give every row an id",
+    ),
+    "duplicate ids": (
+        "train.jsonl",
+        GOOD + "\n" + GOOD,
+        "train",
+        ":3: field 'id' repeats 'a' (first at line 1); make ids unique",
+    ),
     "empty file": ("train.jsonl", "", "train", ": the file has no rows; add data or remove the file"),
     "blank lines only": ("train.jsonl", "\n  \n\n", "train", ": the file has no rows; add data or remove the file"),
-    "CSV header only": ("train.csv", "id,dialogue,summary\n", "train", ": the file has no rows; add data or remove the file"),
+    "CSV header only": (
+        "train.csv",
+        "id,dialogue,summary\n",
+        "train",
+        ": the file has no rows; add data or remove the file",
+    ),
     "broken parquet": ("train.parquet", b"PAR1 this is not parquet", "train", ": not a readable parquet file"),
 }
 
@@ -130,10 +203,14 @@ def test_far_too_long_dialogue_is_cut_and_counted_and_its_summary_kept(tiny_phi,
 
 def test_summary_longer_than_max_length_is_dropped_and_counted_and_all_dropped_is_an_error(tiny_phi, tmp_path):
     long_summary = "They talk. " * 40
-    (tmp_path / "train.jsonl").write_text(GOOD + f'{{"id": "b", "dialogue": "#P1#: hi", "summary": "{long_summary}"}}\n')
+    (tmp_path / "train.jsonl").write_text(
+        GOOD + f'{{"id": "b", "dialogue": "#P1#: hi", "summary": "{long_summary}"}}\n'
+    )
     (tmp_path / "dev.jsonl").write_text(f'{{"id": "c", "dialogue": "#P1#: hi", "summary": "{long_summary}"}}\n')
     data = datamodule(tiny_phi, tmp_path, max_length=64)
-    with pytest.raises(DataError, match=r"^validation: all 1 examples were dropped .* data.max_length=64; raise --data.max_length$"):
+    with pytest.raises(
+        DataError, match=r"^validation: all 1 examples were dropped .* data.max_length=64; raise --data.max_length$"
+    ):
         data.setup("fit")
     assert data.stats["train/examples"] == 1 and data.stats["train/dropped"] == 1
 
@@ -146,7 +223,10 @@ def test_summary_longer_than_max_length_is_dropped_and_counted_and_all_dropped_i
     [
         (b'{"id": "a", "dialogue": "x", "summary": "y"}\n{"id": "b", "dialogue": "x"', ":2: invalid JSON"),
         (b'{"id": "a", "dialogue": "caf\xe9", "summary": "y"}\n', ":1: bytes are not UTF-8"),
-        (b'{"id": "a", "dialogue": "x", "summary": "y"}\n{"id": "a", "dialogue": "x", "summary": "y"}\n', ":2: field 'id' repeats"),
+        (
+            b'{"id": "a", "dialogue": "x", "summary": "y"}\n{"id": "a", "dialogue": "x", "summary": "y"}\n',
+            ":2: field 'id' repeats",
+        ),
     ],
     ids=["invalid-json", "non-utf8", "duplicate-id"],
 )
@@ -157,6 +237,14 @@ def test_train_py_reports_bad_data_as_one_error_line_before_loading_the_model(co
     (tmp_path / "data" / "train.jsonl").write_bytes(content)
     (tmp_path / "data" / "dev.jsonl").write_text(GOOD)
     with pytest.raises(SystemExit) as done:
-        main(["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--model.model=/nonexistent/model",
-              f"--data.dialogsum={tmp_path / 'data'}", f"--trainer.logger.init_args.save_dir={tmp_path}"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs" / "tiny.yaml"),
+                "--model.model=/nonexistent/model",
+                f"--data.dialogsum={tmp_path / 'data'}",
+                f"--trainer.logger.init_args.save_dir={tmp_path}",
+            ]
+        )
     assert str(done.value.code).startswith(f"error: {tmp_path / 'data' / 'train.jsonl'}{expected}")

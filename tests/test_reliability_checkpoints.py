@@ -106,9 +106,16 @@ def test_no_readable_checkpoint_at_all_is_an_error_naming_the_folder(tmp_path):
 
 def fit_args(tmp_path: Path, *extra: str) -> list[str]:
     # A model that can't load: these runs must stop (or get past the checkpoint) before loading it.
-    return ["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--model.model=/nonexistent/model",
-            "--data.dialogsum=null", f"--data.enterprise={ROOT / 'data' / 'enterprise'}",
-            f"--trainer.logger.init_args.save_dir={tmp_path}", *extra]
+    return [
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--model.model=/nonexistent/model",
+        "--data.dialogsum=null",
+        f"--data.enterprise={ROOT / 'data' / 'enterprise'}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        *extra,
+    ]
 
 
 def test_train_py_names_a_corrupt_ckpt_path_and_the_good_one_beside_it(tmp_path):

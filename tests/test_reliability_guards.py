@@ -52,8 +52,14 @@ BAD_OPTIONS = {
 
 
 def test_every_bad_option_is_listed_at_once_before_any_model_loads(tmp_path):
-    message = fail("fit", "--config", TINY, "--model.model=/nonexistent/model",
-                   f"--trainer.logger.init_args.save_dir={tmp_path}", *BAD_OPTIONS)
+    message = fail(
+        "fit",
+        "--config",
+        TINY,
+        "--model.model=/nonexistent/model",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        *BAD_OPTIONS,
+    )
     assert message.startswith(f"error: {len(BAD_OPTIONS)} configuration problems, nothing was loaded: ")
     assert "\n" not in message
     for problem in BAD_OPTIONS.values():
@@ -62,8 +68,15 @@ def test_every_bad_option_is_listed_at_once_before_any_model_loads(tmp_path):
 
 
 def test_max_tokens_below_max_length_and_no_data_source_are_problems(tmp_path):
-    message = fail("fit", "--config", TINY, "--data.max_tokens=100", "--data.max_length=256",
-                   "--data.dialogsum=null", "--data.enterprise=null")
+    message = fail(
+        "fit",
+        "--config",
+        TINY,
+        "--data.max_tokens=100",
+        "--data.max_length=256",
+        "--data.dialogsum=null",
+        "--data.enterprise=null",
+    )
     assert "data.max_tokens=100 must be >= data.max_length (256)" in message
     assert "data.dialogsum and data.enterprise are both null" in message
 
@@ -80,8 +93,11 @@ def test_a_local_phi_folder_is_recognised_and_fp16_is_allowed_for_other_models(t
     from model.validation import config_problems
 
     def problems(model: str, precision: str, max_length: int = 256) -> list[str]:
-        config = SimpleNamespace(model=SimpleNamespace(model=model), data=SimpleNamespace(max_length=max_length),
-                                 trainer=SimpleNamespace(precision=precision))
+        config = SimpleNamespace(
+            model=SimpleNamespace(model=model),
+            data=SimpleNamespace(max_length=max_length),
+            trainer=SimpleNamespace(precision=precision),
+        )
         return config_problems(config)
 
     assert any("fp16 overflows" in p for p in problems(tiny_phi, "16-mixed"))
@@ -153,16 +169,24 @@ def test_cuda_out_of_memory_is_answered_with_the_settings_that_lower_memory(tiny
         "error: CUDA out of memory in train at step 0 (batch_size=8, max_tokens=None, max_length=96, "
         "gradient_checkpointing=False, accumulate_grad_batches=1); to need less memory use one or more of: "
     )
-    for fix in ("--data.batch_size 4 --trainer.accumulate_grad_batches 2 (same effective batch)",
-                "--model.gradient_checkpointing true", "--data.max_tokens 384", "then resume with --ckpt_path last"):
+    for fix in (
+        "--data.batch_size 4 --trainer.accumulate_grad_batches 2 (same effective batch)",
+        "--model.gradient_checkpointing true",
+        "--data.max_tokens 384",
+        "then resume with --ckpt_path last",
+    ):
         assert fix in message
     assert "\n" not in message
 
 
 def test_out_of_memory_in_validation_suggests_a_smaller_eval_batch():
     data = SimpleNamespace(batch_size=16, eval_batch_size=32, max_tokens=8192, max_length=512)
-    trainer = SimpleNamespace(datamodule=data, accumulate_grad_batches=2, global_step=300,
-                              state=SimpleNamespace(stage=SimpleNamespace(value="validate")))
+    trainer = SimpleNamespace(
+        datamodule=data,
+        accumulate_grad_batches=2,
+        global_step=300,
+        state=SimpleNamespace(stage=SimpleNamespace(value="validate")),
+    )
     advice = memory_advice(trainer, SimpleNamespace(gradient_checkpointing=True))
     assert advice.startswith("CUDA out of memory in validate at step 300")
     assert "--data.eval_batch_size 16" in advice and "--data.max_tokens 4096" in advice

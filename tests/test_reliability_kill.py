@@ -19,7 +19,7 @@ import kill_resume  # noqa: E402
 
 from model.checkpointing import read_checkpoint  # noqa: E402
 
-STEPS, EVERY = 8, 2
+STEPS, EVERY = 6, 2
 
 
 def adapter(run_dir: Path) -> dict:
