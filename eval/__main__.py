@@ -1,0 +1,178 @@
+"""Evaluate a run: base vs fine-tuned summaries, metrics, side-by-side reports and the stress test.
+
+    python -m eval --adapter logs/quickstart/version_0/adapter --dialogsum ../shared/data/dialogsum \\
+        --enterprise none --limit 20 --bertscore_model <encoder folder>
+    python -m eval --config logs/phi2_qlora/version_0/config.yaml --ckpt_path last --split validation
+
+Base = the same model with its adapter disabled; both decode the same prompts greedily.
+Reports land in --out (default <run>/eval/<split>): metrics.md, samples.{csv,md,html}, stress.md, report.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from datamodules.sources import DataError
+from datamodules.tokenizer import SourceError
+from eval.metrics import METRICS, MetricArgs, MetricResourceError, check_resources, compute_metrics
+from eval.reports import MODELS, metrics_markdown, sample_rows, write_reports
+from eval.runner import default_stress_path, find_run, generate_pair, load_model, read_examples
+from eval.stress import read_stress, stress_markdown, stress_report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    run = p.add_argument_group("the run")
+    run.add_argument("--config", help="the run's config.yaml (found beside --ckpt_path/--adapter when left out)")
+    run.add_argument("--ckpt_path", help="Lightning checkpoint with the adapter weights, or 'last'")
+    run.add_argument("--adapter", help="PEFT adapter folder exported by fit (<run>/adapter)")
+    run.add_argument("--base_model", help="replaces model.model: the base model's folder or Hub name here")
+    data = p.add_argument_group("data")
+    data.add_argument("--split", default="test", help="train, validation or test (default test)")
+    data.add_argument("--dialogsum", help="replaces data.dialogsum (a folder or Hub name; 'none' leaves it out)")
+    data.add_argument("--enterprise", help="replaces data.enterprise (a folder; 'none' leaves it out)")
+    data.add_argument(
+        "--limit", type=int, help="evaluate only the first N examples of each source (the stress set too)"
+    )
+    data.add_argument(
+        "--stress", help="stress set file (default: stress.jsonl of the enterprise data); 'none' skips it"
+    )
+    data.add_argument("--stress_only", action="store_true", help="run only the stress test, no metrics")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
+    gen.add_argument("--batch_size", type=int, default=16, help="prompts decoded together (default 16)")
+    gen.add_argument(
+        "--merge", action="store_true", help="load the base unquantized in model.dtype and merge the adapter into it"
+    )
+    gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    gen.add_argument("--no_progress", action="store_true", help="hide the progress bars")
+    met = p.add_argument_group("metrics")
+    met.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
+    met.add_argument("--bertscore_model", default="roberta-large", help="BERTScore encoder: Hub name or local folder")
+    met.add_argument(
+        "--bertscore_layers", type=int, help="encoder layer (default: bert_score's for the name, else last)"
+    )
+    met.add_argument("--bertscore_batch_size", type=int, default=32)
+    p.add_argument("--out", help="report folder (default <run>/eval/<split>)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the evaluation and return the report (everything report.json holds)."""
+    args = parser().parse_args(argv)
+    try:
+        return evaluate(args)
+    except (DataError, SourceError, MetricResourceError, ValueError) as err:
+        sys.exit(f"error: {err}")
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Check everything that can fail fast, then generate, score and write the reports."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    run = find_run(args.config, args.ckpt_path, args.adapter)
+    if run.ckpt_path is None and run.adapter is None:
+        raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
+    metric_args = MetricArgs(
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+        bertscore_model=args.bertscore_model,
+        bertscore_layers=args.bertscore_layers,
+        bertscore_batch_size=args.bertscore_batch_size,
+        device=None if args.device == "auto" else args.device,
+    )
+    # Everything that can fail without the model fails here, before minutes of loading and decoding.
+    examples = []
+    if not args.stress_only:
+        check_resources(metric_args)
+        sources = {name: none_or(getattr(args, name), run.data.get(name)) for name in ("dialogsum", "enterprise")}
+        examples = read_examples(sources, args.split, args.limit)
+    stress_path = none_or(args.stress, str(default_stress_path(run) or "")) or None
+    stress = read_stress(stress_path)[: args.limit] if stress_path else []
+    if args.stress_only and not stress:
+        raise DataError("--stress_only but no stress set; give --stress <file>")
+
+    loaded = load_model(run, args.base_model, args.merge, args.device)
+    max_new = args.max_new_tokens or loaded.module.max_new_tokens
+    prompt_of = lambda ex: loaded.encoder.prompt_ids(ex.dialogue)[0]  # noqa: E731
+    all_examples = examples + stress
+    base, tuned = generate_pair(
+        loaded, [prompt_of(e) for e in all_examples], max_new, args.batch_size, not args.no_progress
+    )
+    summaries = {"base": base[: len(examples)], "fine_tuned": tuned[: len(examples)]}
+    stress_summaries = {"base": base[len(examples) :], "fine_tuned": tuned[len(examples) :]}
+
+    out_dir = Path(args.out) if args.out else run.run_dir / "eval" / ("stress" if args.stress_only else args.split)
+    weights = run.adapter or run.ckpt_path
+    title = (
+        f"{weights}: base vs fine-tuned on {'stress' if args.stress_only else args.split} ({len(examples)} examples)"
+    )
+    report = {
+        "title": title,
+        "settings": {
+            "config": str(run.config_path),
+            "weights": str(weights),
+            "base_model": loaded.module.model_name,
+            "split": args.split,
+            "examples": len(examples),
+            "limit": args.limit,
+            "max_new_tokens": max_new,
+            "batch_size": args.batch_size,
+            "merged": loaded.merged,
+            "decoding": "greedy",
+            "metric_args": asdict(metric_args),
+        },
+        "metrics": {},
+        "per_example": [],
+    }
+    rows = []
+    if examples:
+        references = [list(e.summaries) for e in examples]
+        scores = {}
+        for key in MODELS:
+            report["metrics"][key], scores[key] = compute_metrics(summaries[key], references, metric_args)
+        from eval.reports import improvements
+
+        report["improvement"] = improvements(report["metrics"]["base"], report["metrics"]["fine_tuned"])
+        rows = sample_rows(examples, summaries, scores)
+        report["per_example"] = [
+            {
+                "id": e.id,
+                "source": e.source,
+                "references": list(e.summaries),
+                **{k: summaries[k][i] for k in MODELS},
+                "scores": {k: scores[k][i] for k in MODELS},
+            }
+            for i, e in enumerate(examples)
+        ]
+    stress_md = None
+    if stress:
+        report["stress"] = stress_report(stress, stress_summaries)
+        report["stress"]["file"] = str(stress_path)
+        stress_md = stress_markdown(report["stress"], MODELS)
+    report["timings_s"] = {**loaded.timings, "total": time.perf_counter() - started}
+    files = write_reports(out_dir, report, rows, stress_md)
+    if examples:
+        print(metrics_markdown(report["metrics"]["base"], report["metrics"]["fine_tuned"], title))
+    if stress:
+        rates = report["stress"]["pass_rate"]
+        print(f"stress test: base {rates['base']:.1f}% passed, fine-tuned {rates['fine_tuned']:.1f}% passed")
+    print("reports: " + ", ".join(str(p) for p in files.values()))
+    return report
+
+
+def none_or(override: str | None, default: str | None) -> str | None:
+    """The command-line value if given ('none' turns the setting off), else the config's."""
+    if override is None:
+        return default
+    return None if override.lower() in ("none", "null", "") else override
+
+
+if __name__ == "__main__":
+    main()

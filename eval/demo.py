@@ -1,0 +1,154 @@
+"""Paste a conversation, see the base and fine-tuned summaries side by side.
+
+    python -m eval.demo --adapter logs/quickstart/version_0/adapter            # interactive
+    python -m eval.demo --adapter ... < dialogue.txt                           # piped: one summary pair
+    python -m eval.demo --adapter ... --input dialogues.jsonl --json           # scripted: JSON lines
+
+Conversations in a text file or on standard input are separated by a line holding only ``---``;
+a .jsonl file gives one conversation per row (its ``dialogue`` field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+from typing import TextIO
+
+from datamodules.sources import DataError
+from datamodules.tokenizer import SourceError
+from eval.runner import LoadedModel, find_run, generate_pair, load_model
+
+SEPARATOR = "---"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m eval.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", help="the run's config.yaml (found beside --ckpt_path/--adapter when left out)")
+    p.add_argument("--ckpt_path", help="Lightning checkpoint with the adapter weights, or 'last'")
+    p.add_argument("--adapter", help="PEFT adapter folder exported by fit (<run>/adapter)")
+    p.add_argument("--base_model", help="replaces model.model: the base model's folder or Hub name here")
+    p.add_argument(
+        "--input", help="a text file (conversations separated by '---' lines) or a .jsonl file; '-' is stdin"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object per conversation")
+    p.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return p
+
+
+def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+    """Summarize conversations from a file, a pipe, or typed in, with both models."""
+    args = parser().parse_args(argv)
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    try:
+        run = find_run(args.config, args.ckpt_path, args.adapter)
+        if run.ckpt_path is None and run.adapter is None:
+            raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
+        interactive = args.input is None and stdin.isatty()
+        dialogues = None if interactive else read_dialogues(args.input, stdin)
+        if interactive:
+            print("loading the model...", file=sys.stderr)
+        loaded = load_model(run, args.base_model, device=args.device)
+    except (DataError, SourceError) as err:
+        sys.exit(f"error: {err}")
+    max_new = args.max_new_tokens or loaded.module.max_new_tokens
+    if dialogues is not None:
+        for dialogue, (base, tuned) in zip(dialogues, summarize(loaded, dialogues, max_new), strict=True):
+            show(dialogue, base, tuned, args.json, stdout)
+        return
+    print(
+        f"Paste a conversation, then a line with {SEPARATOR} (or Ctrl-D). Ctrl-D on an empty prompt quits.",
+        file=sys.stderr,
+    )
+    while True:
+        dialogue = read_one(stdin)
+        if dialogue is None:
+            return
+        [(base, tuned)] = summarize(loaded, [dialogue], max_new)
+        show(dialogue, base, tuned, args.json, stdout)
+
+
+def summarize(loaded: LoadedModel, dialogues: list[str], max_new_tokens: int) -> list[tuple[str, str]]:
+    """(base, fine-tuned) summaries of each dialogue, in the training prompt format.
+
+    Args:
+        loaded: the model from ``eval.runner.load_model``.
+        dialogues: conversations as text, one turn a line.
+        max_new_tokens: summary length bound.
+    """
+    prompts = [loaded.encoder.prompt_ids(d)[0] for d in dialogues]
+    base, tuned = generate_pair(loaded, prompts, max_new_tokens, batch_size=8, progress=False)
+    return list(zip(base, tuned, strict=True))
+
+
+def read_dialogues(source: str | None, stdin: TextIO) -> list[str]:
+    """Conversations from a .jsonl file (``dialogue`` field) or text separated by ``---`` lines.
+
+    Args:
+        source: a file path; None or ``-`` reads ``stdin``.
+        stdin: the stream read for ``-``.
+    """
+    if source not in (None, "-"):
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"--input {source}: file not found")
+        if path.suffix == ".jsonl":
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if any("dialogue" not in r for r in rows):
+                raise DataError(f"--input {source}: every row needs a 'dialogue' field")
+            return [r["dialogue"] for r in rows]
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = stdin.read()
+    chunks, current = [], []
+    for line in text.splitlines():
+        if line.strip() == SEPARATOR:
+            chunks.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    chunks.append("\n".join(current))
+    dialogues = [c.strip() for c in chunks if c.strip()]
+    if not dialogues:
+        raise DataError("no conversation in the input; give text, conversations separated by '---' lines")
+    return dialogues
+
+
+def read_one(stdin: TextIO) -> str | None:
+    """One pasted conversation: lines up to a ``---`` line or end of input; None when nothing is left."""
+    lines = []
+    while True:
+        line = stdin.readline()
+        if not line or line.strip() == SEPARATOR:
+            break
+        lines.append(line.rstrip("\n"))
+    text = "\n".join(lines).strip()
+    if text:
+        return text
+    return None if not line else read_one(stdin)
+
+
+def show(dialogue: str, base: str, tuned: str, as_json: bool, out: TextIO) -> None:
+    """Print the two summaries: as two columns for a person, or as one JSON line for a script."""
+    if as_json:
+        out.write(json.dumps({"dialogue": dialogue, "base": base, "fine_tuned": tuned}, ensure_ascii=False) + "\n")
+        return
+    width = max(60, min(shutil.get_terminal_size((120, 20)).columns, 160))
+    col = (width - 3) // 2
+    left = ["BASE", "-" * 4, *textwrap.wrap(base or "(empty)", col)]
+    right = ["FINE-TUNED", "-" * 10, *textwrap.wrap(tuned or "(empty)", col)]
+    left += [""] * (len(right) - len(left))
+    right += [""] * (len(left) - len(right))
+    out.write("=" * width + "\n")
+    out.write("".join(f"{a:<{col}} | {b}\n" for a, b in zip(left, right, strict=True)))
+    out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Writing the base-vs-fine-tuned reports: metrics table, side-by-side samples (CSV, Markdown, HTML), JSON."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+from datamodules.sources import Example
+from eval.metrics import SCORE_NAMES
+
+MODELS = {"base": "Base", "fine_tuned": "Fine-tuned"}
+TITLES = {
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+    "bleu": "BLEU",
+    "meteor": "METEOR",
+    "bertscore_f1": "BERTScore F1",
+    "length_ratio": "Length ratio",
+}
+# Scores shown per example next to the summaries.
+SAMPLE_SCORES = ("rougeL", "meteor", "bertscore_f1", "length_ratio")
+
+
+def improvements(base: dict[str, float], tuned: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    """Absolute and relative (%) change from base to fine-tuned, per metric.
+
+    Args:
+        base: the base model's corpus scores.
+        tuned: the fine-tuned model's corpus scores.
+    """
+    out = {}
+    for name in (n for n in SCORE_NAMES if n in base and n in tuned):
+        delta = tuned[name] - base[name]
+        out[name] = {"absolute": delta, "relative_pct": 100 * delta / base[name] if base[name] else None}
+    return out
+
+
+def metrics_markdown(base: dict[str, float], tuned: dict[str, float], header: str = "") -> str:
+    """The metrics table: base, fine-tuned, absolute and relative change.
+
+    Args:
+        base: the base model's corpus scores.
+        tuned: the fine-tuned model's corpus scores.
+        header: lines printed above the table (what was evaluated).
+    """
+    lines = [header, ""] if header else []
+    lines += ["| metric | Base | Fine-tuned | change | relative |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, change in improvements(base, tuned).items():
+        digits = 3 if name == "length_ratio" else 2
+        rel = "n/a" if change["relative_pct"] is None else f"{change['relative_pct']:+.1f}%"
+        lines.append(
+            f"| {TITLES[name]} | {base[name]:.{digits}f} | {tuned[name]:.{digits}f} | "
+            f"{change['absolute']:+.{digits}f} | {rel} |"
+        )
+    if "length_ratio" in base:
+        lines += ["", "Scores are 0-100. Length ratio: words generated / words in the human summaries (1.0 = as long)."]
+    return "\n".join(lines) + "\n"
+
+
+def sample_rows(examples: list[Example], summaries: dict[str, list[str]], scores: dict[str, list[dict]]) -> list[dict]:
+    """One flat row per example: dialogue, human summaries, each model's summary and its scores.
+
+    Args:
+        examples: the evaluated examples.
+        summaries: model key -> one summary per example.
+        scores: model key -> per-example scores from ``compute_metrics``.
+    """
+    rows = []
+    for i, example in enumerate(examples):
+        row = {"id": example.id, "source": example.source, "dialogue": example.dialogue, "human": example.summaries[0]}
+        row["other_references"] = "\n".join(example.summaries[1:])
+        for key in MODELS:
+            row[key] = summaries[key][i]
+            for name in SAMPLE_SCORES:
+                if name in scores[key][i]:
+                    row[f"{key}_{name}"] = round(scores[key][i][name], 4)
+        rows.append(row)
+    return rows
+
+
+def write_samples_csv(rows: list[dict], path: Path) -> None:
+    """Write the side-by-side rows as CSV (one example a row)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def samples_markdown(rows: list[dict]) -> str:
+    """The side-by-side table as Markdown: Human | Base | Fine-tuned, ROUGE-L under each summary."""
+    cell = lambda text: html.escape(str(text)).replace("|", "\\|").replace("\n", "<br>")  # noqa: E731
+    lines = ["# Human / Base / Fine-tuned", "", "| id | Human | Base | Fine-tuned |", "| --- | --- | --- | --- |"]
+    for row in rows:
+        parts = [cell(row["id"]), cell(row["human"])]
+        for key in MODELS:
+            score = row.get(f"{key}_rougeL")
+            parts.append(cell(row[key]) + (f"<br>*ROUGE-L {score:.1f}*" if score is not None else ""))
+        lines.append("| " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def samples_html(rows: list[dict], title: str, metrics_md: str = "") -> str:
+    """A self-contained HTML page: the metrics table and every example side by side, dialogue foldable."""
+    esc = lambda text: html.escape(str(text)).replace("\n", "<br>")  # noqa: E731
+    body = []
+    for row in rows:
+        scores = []
+        for key in MODELS:
+            found = [f"{n} {row[f'{key}_{n}']:.2f}" for n in SAMPLE_SCORES if f"{key}_{n}" in row]
+            scores.append(f"<div class=s>{', '.join(found)}</div>")
+        body.append(
+            f"<tr><td><b>{esc(row['id'])}</b><details><summary>dialogue</summary>{esc(row['dialogue'])}</details></td>"
+            f"<td>{esc(row['human'])}</td><td>{esc(row['base'])}{scores[0]}</td>"
+            f"<td>{esc(row['fine_tuned'])}{scores[1]}</td></tr>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;width:100%}"
+        "td,th{border:1px solid #ccc;padding:6px;vertical-align:top;width:25%}.s{color:#666;font-size:85%}"
+        "pre{background:#f6f6f6;padding:1em}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{esc(title)}</title><style>{style}</style></head>"
+        f"<body><h1>{esc(title)}</h1><pre>{html.escape(metrics_md)}</pre>"
+        "<table><tr><th>example</th><th>Human</th><th>Base</th><th>Fine-tuned</th></tr>"
+        + "\n".join(body)
+        + "</table></body></html>\n"
+    )
+
+
+def write_reports(out_dir: Path, report: dict, rows: list[dict], stress_md: str | None = None) -> dict[str, Path]:
+    """Write every report file into ``out_dir`` and return them by kind.
+
+    Args:
+        out_dir: the folder (created if needed).
+        report: every number (settings, corpus scores, per-example scores, stress), saved as JSON.
+        rows: the side-by-side rows from :func:`sample_rows`.
+        stress_md: the stress report as Markdown, when a stress test ran.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "json": out_dir / "report.json",
+        "metrics": out_dir / "metrics.md",
+        "csv": out_dir / "samples.csv",
+        "markdown": out_dir / "samples.md",
+        "html": out_dir / "samples.html",
+    }
+    corpus = report.get("metrics", {})
+    table = metrics_markdown(corpus.get("base", {}), corpus.get("fine_tuned", {}), report.get("title", ""))
+    files["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files["metrics"].write_text(table, encoding="utf-8")
+    if rows:
+        write_samples_csv(rows, files["csv"])
+        files["markdown"].write_text(samples_markdown(rows), encoding="utf-8")
+        files["html"].write_text(samples_html(rows, report.get("title", "evaluation"), table), encoding="utf-8")
+    else:
+        for kind in ("csv", "markdown", "html"):
+            files.pop(kind)
+    if stress_md is not None:
+        files["stress"] = out_dir / "stress.md"
+        files["stress"].write_text(stress_md, encoding="utf-8")
+    return files

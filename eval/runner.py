@@ -1,0 +1,253 @@
+"""Rebuilding a trained run for evaluation: its config, the 4-bit base, the adapter, the prompt format.
+
+A run is found from any of: the config file, a Lightning checkpoint (``<run>/checkpoints/*.ckpt``),
+or an exported PEFT adapter (``<run>/adapter``); the config saved by LightningCLI in ``<run>`` gives
+the base model, LoRA shape and the prompt format used in training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from datamodules.sources import DataError, Example, load_split
+from datamodules.tokenizer import SourceError
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_STRESS = ROOT / "data" / "enterprise" / "stress.jsonl"
+
+
+@dataclass
+class Run:
+    """A run's config and where its weights are.
+
+    Args:
+        config: the parsed LightningCLI config (``model:``, ``data:`` sections).
+        config_path: the file it came from.
+        ckpt_path: a Lightning checkpoint holding the adapter weights, or None.
+        adapter: a PEFT adapter folder, or None.
+    """
+
+    config: dict
+    config_path: Path
+    ckpt_path: Path | None = None
+    adapter: Path | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's log folder (where LightningCLI saved config.yaml)."""
+        return self.config_path.parent
+
+    @property
+    def model(self) -> dict:
+        return self.config.get("model") or {}
+
+    @property
+    def data(self) -> dict:
+        return self.config.get("data") or {}
+
+
+def find_run(config: str | None, ckpt_path: str | None = None, adapter: str | None = None) -> Run:
+    """Read the run's config: the one given, else the config.yaml beside the checkpoint or adapter.
+
+    Args:
+        config: a config YAML (a run's saved config.yaml, or the one it was trained with).
+        ckpt_path: a Lightning checkpoint, or ``last`` for the config's newest ``last.ckpt``.
+        adapter: a PEFT adapter folder (``adapter_config.json`` + weights).
+    """
+    if ckpt_path and adapter:
+        raise SourceError("give --ckpt_path or --adapter, not both")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise SourceError(
+            f"--adapter {adapter}: no adapter_config.json there; give the folder a fit exported (<run>/adapter)"
+        )
+    if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
+        raise SourceError(f"--ckpt_path {ckpt_path}: file not found")
+    if config is None:
+        weights = Path(adapter) if adapter else Path(ckpt_path) if ckpt_path not in (None, "last") else None
+        guesses = [weights.parent / "config.yaml", weights.parent.parent / "config.yaml"] if weights else []
+        found = [g for g in guesses if g.is_file()]
+        if not found:
+            raise SourceError(
+                "no config.yaml found beside the checkpoint or adapter; give --config (the run's config.yaml)"
+            )
+        config = str(found[0])
+    path = Path(config)
+    if not path.is_file():
+        raise SourceError(f"--config {config}: file not found")
+    parsed = yaml.safe_load(path.read_text()) or {}
+    if ckpt_path == "last":
+        ckpt_path = str(newest_last_checkpoint(parsed, path))
+    return Run(parsed, path, Path(ckpt_path) if ckpt_path else None, Path(adapter) if adapter else None)
+
+
+def newest_last_checkpoint(config: dict, config_path: Path) -> Path:
+    """The newest ``last*.ckpt`` of the run a config describes (its own folder, or its logger's runs)."""
+    logger = ((config.get("trainer") or {}).get("logger") or {}).get("init_args") or {}
+    folders = [config_path.parent]
+    if logger.get("save_dir") and logger.get("name"):
+        folders.append(Path(logger["save_dir"]) / logger["name"])
+    found = [p for folder in folders for p in folder.glob("**/checkpoints/last*.ckpt")]
+    if not found:
+        raise SourceError(f"--ckpt_path last: no checkpoints/last.ckpt under {', '.join(map(str, folders))}")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def read_examples(sources: dict[str, str | None], split: str, limit: int | None = None) -> list[Example]:
+    """The examples of ``split`` from each source (the first ``limit`` of each).
+
+    Args:
+        sources: source label -> Hub name or local folder/file; None leaves it out.
+        split: ``train``, ``validation``, ``test`` or ``stress``.
+        limit: examples kept per source; None keeps all.
+    """
+    examples: list[Example] = []
+    for name, source in sources.items():
+        if source:
+            examples += load_split(source, split, name)[:limit]
+    if not examples:
+        raise DataError(f"no examples for split {split!r}: every data source is off; set --dialogsum or --enterprise")
+    return examples
+
+
+@dataclass
+class LoadedModel:
+    """The module with its adapter weights, and the encoder that builds its prompts."""
+
+    module: object  # QLoRAModule
+    encoder: object  # PromptEncoder
+    merge: bool = False  # merge the adapter into the (unquantized) base after the base summaries
+    merged: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tokenizer(self):
+        return self.module.tokenizer
+
+
+def load_model(run: Run, base_model: str | None = None, merge: bool = False, device: str = "auto") -> LoadedModel:
+    """Build the run's module (4-bit base + fresh LoRA), load its adapter weights and its prompt encoder.
+
+    Args:
+        run: the run to rebuild.
+        base_model: replaces ``model.model`` (e.g. the base model's folder on this machine).
+        merge: load the base in ``model.dtype`` without 4-bit, so the adapter can be merged into it.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+    import torch
+
+    from datamodules.encoding import PromptEncoder
+    from datamodules.prompts import PromptFormat
+    from model.loading import LoraArgs, QuantArgs
+    from model.module import QLoRAModule
+
+    start = time.perf_counter()
+    cfg = run.model
+    quant = QuantArgs(**(cfg.get("quant") or {}))
+    if merge:
+        quant.load_in_4bit = False
+    module = QLoRAModule(
+        model=base_model or cfg.get("model", "microsoft/phi-2"),
+        dtype=cfg.get("dtype", "bfloat16"),
+        quant=quant,
+        lora=adapter_lora(run.adapter) if run.adapter else LoraArgs(**(cfg.get("lora") or {})),
+        attn_implementation=cfg.get("attn_implementation", "sdpa"),
+        max_new_tokens=cfg.get("max_new_tokens", 96),
+    )
+    module.configure_model()
+    if run.adapter:
+        load_adapter_folder(module, run.adapter)
+    elif run.ckpt_path:
+        checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)  # our own file
+        module.load_state_dict(checkpoint["state_dict"])
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    module.to(device)
+    module.eval()
+    prompt = PromptFormat(**(run.data.get("prompt") or {}))
+    encoder = PromptEncoder(module.tokenizer, prompt, run.data.get("max_length", 512))
+    return LoadedModel(module, encoder, merge=merge, timings={"load_s": time.perf_counter() - start})
+
+
+def adapter_lora(folder: Path):
+    """LoRA settings read from a PEFT ``adapter_config.json``, so the fresh adapters match its weights."""
+    from model.loading import LoraArgs
+
+    cfg = json.loads((Path(folder) / "adapter_config.json").read_text())
+    targets = cfg.get("target_modules")
+    targets = sorted(targets) if isinstance(targets, list | set | tuple) else targets
+    return LoraArgs(r=cfg["r"], alpha=cfg["lora_alpha"], dropout=cfg.get("lora_dropout", 0.0), target_modules=targets)
+
+
+def load_adapter_folder(module, folder: Path) -> None:
+    """Load PEFT adapter weights (``adapter_model.safetensors`` or ``.bin``) into the module's LoRA layers."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    folder = Path(folder)
+    if (folder / "adapter_model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        weights = load_file(folder / "adapter_model.safetensors")
+    elif (folder / "adapter_model.bin").is_file():
+        weights = torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise SourceError(f"--adapter {folder}: no adapter_model.safetensors or adapter_model.bin")
+    result = set_peft_model_state_dict(module.model, weights)
+    missing_lora = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or missing_lora:
+        raise SourceError(
+            f"--adapter {folder} does not fit the base model: {len(result.unexpected_keys)} unexpected weights "
+            f"(e.g. {result.unexpected_keys[:1]}), {len(missing_lora)} LoRA weights missing; is it for another base?"
+        )
+
+
+def generate_pair(
+    loaded: LoadedModel, prompts: list[list[int]], max_new_tokens: int, batch_size: int, progress: bool = True
+) -> tuple[list[str], list[str]]:
+    """Base and fine-tuned summaries of the same prompts with the same greedy decoding.
+
+    The base is the fine-tuned model with its adapter disabled. With a merged load the adapter is
+    merged into the base weights after the base summaries are made, so the fine-tuned pass runs
+    without LoRA's extra matmuls.
+
+    Args:
+        loaded: the model from :func:`load_model`.
+        prompts: token ids of each prompt.
+        max_new_tokens: the most tokens a summary may have.
+        batch_size: prompts decoded together.
+        progress: show a progress bar.
+    """
+    from model.generation import generate_summaries
+
+    module = loaded.module
+    if loaded.merged:
+        raise RuntimeError("the adapter is already merged into the base; reload the model to make base summaries again")
+    start = time.perf_counter()
+    with module.model.disable_adapter():
+        base = generate_summaries(
+            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base"
+        )
+    loaded.timings["base_generate_s"] = time.perf_counter() - start
+    if loaded.merge:
+        module.model = module.model.merge_and_unload()
+        loaded.merged = True
+    start = time.perf_counter()
+    tuned = generate_summaries(
+        module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "fine-tuned"
+    )
+    loaded.timings["tuned_generate_s"] = time.perf_counter() - start
+    return base, tuned
+
+
+def default_stress_path(run: Run) -> Path | None:
+    """The stress set beside the run's enterprise data, else the bundled one."""
+    enterprise = run.data.get("enterprise")
+    candidate = Path(enterprise) / "stress.jsonl" if enterprise else None
+    if candidate is not None and candidate.is_file():
+        return candidate
+    return BUNDLED_STRESS if BUNDLED_STRESS.is_file() else None

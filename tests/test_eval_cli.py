@@ -1,0 +1,192 @@
+"""``python -m eval``, the demo and the test-time callback on a tiny Phi fitted for a few steps (CPU, 4-bit)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import DIALOGSUM, ROOT, SHARED, fit_tiny, scalars
+from test_eval_metrics import MINILM
+
+STRESS_ROWS = 3
+MAX_NEW = 8
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_phi, tmp_path_factory):
+    """A tiny Phi fitted 4 steps: its run folder, with config.yaml, checkpoints/last.ckpt and adapter/."""
+    root = tmp_path_factory.mktemp("eval-run")
+    fit_tiny(tiny_phi, root, "--trainer.max_steps=4", "--model.max_new_tokens=8")
+    run = root / "tiny" / "version_0"
+    assert (run / "adapter" / "adapter_config.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    return run
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run, tmp_path_factory):
+    """One full evaluation through the adapter: 4 DialogSum test dialogues + 3 stress scenarios, every metric."""
+    from eval.__main__ import main
+
+    os.environ["NLTK_DATA"] = str(SHARED / "nltk_data")
+    out = tmp_path_factory.mktemp("eval-out")
+    report = main(
+        ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--limit", "4",
+         "--stress", str(ROOT / "data" / "enterprise" / "stress.jsonl"), "--batch_size", "2",
+         "--bertscore_model", str(MINILM), "--out", str(out), "--no_progress"]
+    )  # fmt: skip
+    return report, out
+
+
+def reference_summaries(tiny_phi: str, adapter, prompts: list[list[int]]) -> tuple[list[str], list[str]]:
+    """Base and fine-tuned summaries made without our runner: a fresh 4-bit base, then PEFT's own loader."""
+    import torch
+    from peft import PeftModel
+
+    from datamodules.tokenizer import load_tokenizer
+    from model.generation import generate_summaries
+    from model.loading import QuantArgs, load_base_model
+
+    tok = load_tokenizer(tiny_phi)
+    base = load_base_model(tiny_phi, torch.bfloat16, QuantArgs(), "sdpa")
+    plain = generate_summaries(base, tok, prompts, MAX_NEW, 2)
+    tuned = generate_summaries(PeftModel.from_pretrained(base, adapter), tok, prompts, MAX_NEW, 2)
+    return plain, tuned
+
+
+def test_reports_hold_every_metric_for_both_models(evaluated):
+    report, out = evaluated
+    names = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor", "bertscore_f1", "length_ratio"}
+    for model in ("base", "fine_tuned"):
+        assert set(report["metrics"][model]) == names
+        assert all(0 <= v <= 100 for k, v in report["metrics"][model].items() if k != "length_ratio")
+    for name, change in report["improvement"].items():
+        assert change["absolute"] == pytest.approx(
+            report["metrics"]["fine_tuned"][name] - report["metrics"]["base"][name]
+        )
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["metrics"] == report["metrics"] and len(saved["per_example"]) == 4
+    assert len(saved["per_example"][0]["references"]) == 3  # DialogSum test: three human summaries
+    table = (out / "metrics.md").read_text()
+    assert "| ROUGE-Lsum |" in table and "| BERTScore F1 |" in table and "relative" in table
+
+    with open(out / "samples.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {"human", "base", "fine_tuned", "fine_tuned_rougeL"} <= set(rows[0])
+    assert [r["fine_tuned"] for r in rows] == [e["fine_tuned"] for e in report["per_example"]]
+    assert (out / "samples.md").read_text().count("\n| ") == 6  # header, rule, 4 examples
+    html = (out / "samples.html").read_text()
+    assert html.count("<details>") == 4 and "Fine-tuned" in html
+
+
+def test_base_is_the_adapter_disabled_and_tuned_is_the_peft_adapter(evaluated, tiny_run, tiny_phi):
+    report, _ = evaluated
+    from datamodules.encoding import PromptEncoder
+    from datamodules.prompts import PromptFormat
+    from datamodules.sources import load_split
+    from datamodules.tokenizer import load_tokenizer
+
+    examples = load_split(str(DIALOGSUM), "test", "dialogsum")[:4]
+    encoder = PromptEncoder(load_tokenizer(tiny_phi), PromptFormat(), 256)
+    plain, tuned = reference_summaries(
+        tiny_phi, tiny_run / "adapter", [encoder.prompt_ids(e.dialogue)[0] for e in examples]
+    )
+    assert [r["base"] for r in report["per_example"]] == plain
+    assert [r["fine_tuned"] for r in report["per_example"]] == tuned
+    assert plain != tuned  # four steps of LoRA changed what the model says
+
+
+def test_stress_report_lists_each_scenario_with_the_failed_fact(evaluated):
+    report, out = evaluated
+    stress = report["stress"]
+    assert stress["scenarios_total"] == 4  # --limit applies to the stress set too
+    for row in stress["scenarios"]:
+        for model in ("base", "fine_tuned"):
+            result = row["results"][model]
+            assert result["passed"] == (not result["missing"] and not result["stated_wrongly"])
+            assert result["passed"] or result["failed"]
+    text = (out / "stress.md").read_text()
+    assert text.count("ent_stress_") == 4 and "pass rate" in text
+    first = stress["scenarios"][0]["results"]["base"]
+    if not first["passed"]:  # a random tiny model misses the facts: the line names one
+        assert "missing 'keiko'" in text
+
+
+def test_checkpoint_and_adapter_give_the_same_summaries(evaluated, tiny_run, tmp_path):
+    from eval.__main__ import main
+
+    report, _ = evaluated
+    again = main(
+        ["--ckpt_path", "last", "--config", str(tiny_run / "config.yaml"), "--dialogsum", str(DIALOGSUM),
+         "--limit", "4", "--stress", "none", "--metrics", "rouge", "--batch_size", "4", "--out", str(tmp_path),
+         "--no_progress"]
+    )  # fmt: skip
+    assert [r["fine_tuned"] for r in again["per_example"]] == [r["fine_tuned"] for r in report["per_example"]]
+    assert again["metrics"]["fine_tuned"]["rouge1"] == pytest.approx(report["metrics"]["fine_tuned"]["rouge1"])
+    assert "stress" not in again
+
+
+def test_bad_inputs_fail_in_one_line_before_loading(tiny_run, tmp_path):
+    from eval.__main__ import main
+
+    cases = {
+        ("--adapter", str(tmp_path)): "adapter_config.json",
+        ("--adapter", str(tiny_run / "adapter"), "--dialogsum", str(tmp_path / "nope"), "--metrics", "rouge"): "nope",
+        ("--adapter", str(tiny_run / "adapter"), "--bertscore_model", "no-org/no-encoder"): "--bertscore_model",
+        ("--adapter", str(tiny_run / "adapter"), "--metrics", "rouge,blue"): "unknown metrics blue",
+        ("--config", str(tiny_run / "config.yaml")): "--ckpt_path",
+    }
+    for argv, expected in cases.items():
+        with pytest.raises(SystemExit) as err:
+            main([*argv, "--stress", "none"])
+        assert expected in str(err.value) and "\n" not in str(err.value), (argv, err.value)
+
+
+def test_demo_answers_piped_input(tiny_run):
+    dialogues = "#Person1#: Can we meet at 3?\n#Person2#: Make it 4.\n---\n#Person1#: Lunch?\n#Person2#: Sure.\n"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "eval.demo", "--adapter", str(tiny_run / "adapter"), "--json", "--max_new_tokens", "4"]
+    result = subprocess.run(cmd, input=dialogues, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["dialogue"].splitlines()[0] for a in answers] == ["#Person1#: Can we meet at 3?", "#Person1#: Lunch?"]
+    assert all(set(a) == {"dialogue", "base", "fine_tuned"} for a in answers)
+
+
+def test_demo_side_by_side_columns(tiny_run):
+    import io
+
+    from eval.demo import main
+
+    out = io.StringIO()
+    main(
+        ["--adapter", str(tiny_run / "adapter"), "--max_new_tokens", "4"],
+        stdin=io.StringIO("#Person1#: Hi.\n"),
+        stdout=out,
+    )
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("BASE") and "| FINE-TUNED" in lines[1]
+
+
+def test_train_test_logs_generation_metrics(tiny_run, tiny_phi, tmp_path):
+    from train import main
+
+    os.environ["NLTK_DATA"] = str(SHARED / "nltk_data")
+    callback = {
+        "class_path": "callbacks.test_metrics.TestGenerationMetrics",
+        "init_args": {"metrics": ["rouge", "bleu", "meteor", "length"], "limit": 4, "compare_base": True},
+    }
+    main(
+        ["test", "--config", str(tiny_run / "config.yaml"), "--ckpt_path", str(tiny_run / "checkpoints" / "last.ckpt"),
+         "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.limit_test_batches=0.02",
+         f"--trainer.callbacks+={json.dumps(callback)}"]
+    )  # fmt: skip
+    rouge = scalars(tmp_path, "test/rouge1")
+    assert len(rouge) == 1 and 0 <= next(iter(rouge.values())) <= 100
+    for tag in ("test/rougeLsum", "test/bleu", "test/meteor", "test/length_ratio", "test/base_rouge1", "test/loss"):
+        assert scalars(tmp_path, tag), tag
+    saved = [json.loads(line) for line in next(tmp_path.rglob("test_summaries.jsonl")).read_text().splitlines()]
+    assert len(saved) == 4 and {"fine_tuned", "base", "references"} <= set(saved[0])
