@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, allocator)")
     parser.add_argument("--out", default="bench_train.jsonl")
     parser.add_argument("--timeout", type=int, default=300, help="seconds one recipe may take")
+    parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of 3 steps (ours-* only)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one == "make-model":
@@ -152,11 +153,32 @@ def run_ours(args, options: dict):
     data = DialogSumDataModule(tokenizer=args.model_dir, dialogsum=args.data, enterprise=None, max_length=512,
                                batch_size=256, max_tokens=options["max_tokens"], num_workers=4)
     timer = StepTimer()
+    callbacks = [timer, KernelProfile(args.warmup)] if args.profile else [timer]
     trainer = L.Trainer(accelerator="cuda", devices=1, precision="bf16-mixed", max_steps=args.warmup + args.steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
-                        num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[timer], gradient_clip_val=1.0)
+                        num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=callbacks, gradient_clip_val=1.0)
     trainer.fit(module, data)
     return timer.times, timer.tokens, base_params(module.model)
+
+
+def KernelProfile(start: int):
+    """A callback that profiles steps ``start`` to ``start + 3`` and prints where the GPU time goes."""
+    import lightning as L
+    import torch
+
+    class Profile(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == start:
+                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+                self.prof.__enter__()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if batch_idx == start + 2:
+                torch.cuda.synchronize()
+                self.prof.__exit__(None, None, None)
+                print(self.prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
+
+    return Profile()
 
 
 def run_plain(args, options: dict):

@@ -81,6 +81,8 @@ class QLoRAModule(L.LightningModule):
         if self.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = add_lora(base, self.lora)
+        if self._trainer is not None and "mixed" in str(self._trainer.precision):
+            keep_adapter_inputs_in_compute_dtype(self.model)
         self._decoder = self.model.get_base_model().get_decoder()
         if self.compile and torch.cuda.is_available():
             compile_layers(self._decoder)
@@ -178,8 +180,10 @@ class QLoRAModule(L.LightningModule):
 
     def on_fit_end(self) -> None:
         """Export the adapter in PEFT's format so ``PeftModel.from_pretrained`` loads it."""
+        # Under DDP trainer.log_dir is a broadcast: every rank must ask for it, only rank 0 writes.
+        folder = self.adapter_dir or Path(self.trainer.log_dir or ".") / "adapter"
         if self.trainer.is_global_zero:
-            self.export_adapter(self.adapter_dir or Path(self.trainer.log_dir or ".") / "adapter")
+            self.export_adapter(folder)
 
     def export_adapter(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -200,3 +204,16 @@ def compile_layers(decoder: torch.nn.Module) -> None:
         return
     for layer in layers:
         layer.compile()
+
+
+def keep_adapter_inputs_in_compute_dtype(model: torch.nn.Module) -> None:
+    """Let bf16 activations enter the fp32 LoRA weights as they are, under autocast.
+
+    PEFT casts each adapter's input to its weight dtype (fp32): a full-size fp32 copy of every
+    activation, six times a block, that autocast turns back into bf16 for the matmul anyway.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
