@@ -85,7 +85,8 @@ class LossCurves(Callback):
     # ---- the figure -----------------------------------------------------------------------------
 
     def _draw(self, trainer: L.Trainer) -> None:
-        if not self.figure or not trainer.is_global_zero or trainer.logger is None or trainer.log_dir is None:
+        # The logger's own log_dir: trainer.log_dir is a DDP broadcast, which rank 0 alone must not call.
+        if not self.figure or not trainer.is_global_zero or getattr(trainer.logger, "log_dir", None) is None:
             return
         from callbacks.curves import draw, read_run, save
 
@@ -93,7 +94,7 @@ class LossCurves(Callback):
         if not hasattr(writer, "flush"):
             return  # not TensorBoard: the figure is drawn from TensorBoard's event files
         writer.flush()
-        folder = Path(trainer.log_dir)
+        folder = Path(trainer.logger.log_dir)
         try:
             figure = draw([read_run(folder)], window=self.smooth_window)
             save(figure, folder / "learning_curve.png", folder / "learning_curve.svg")

@@ -113,7 +113,9 @@ class LengthGroupedBatchSampler:
         yield from self._rank_batches()[self.skip :]
 
     def __len__(self) -> int:
-        return len(self._rank_batches()) - self.skip
+        # The whole epoch, skipped batches included: Lightning restores its own count of the batches
+        # done and ends the epoch when that count reaches this length.
+        return len(self._rank_batches())
 
 
 class ResumableDataLoader(DataLoader):
@@ -121,18 +123,46 @@ class ResumableDataLoader(DataLoader):
 
     ``progress`` returns how many batches of the current epoch the training loop has consumed; it
     is read from the loop rather than counted here, because Lightning and the workers fetch ahead.
+    The position is kept in global batches, so a run saved on N processes resumes on M; then
+    ``set_progress`` gives the loop its new per-rank count, so the epoch still ends with the data.
+    ``loop_epoch`` returns the training loop's epoch.
     """
 
-    def __init__(self, *args, progress: Callable[[], int], **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        progress: Callable[[], int],
+        set_progress: Callable[[int], None] | None = None,
+        loop_epoch: Callable[[], int] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.progress = progress
+        self.set_progress = set_progress
+        self.loop_epoch = loop_epoch
+
+    def __iter__(self):
+        # Lightning calls ``set_epoch`` on a loader's sampler, never on its batch sampler, so the
+        # loader moves the batch sampler to the loop's epoch whenever an epoch's iteration begins.
+        if self.loop_epoch is not None:
+            self.batch_sampler.set_epoch(self.loop_epoch())
+        return super().__iter__()
 
     def state_dict(self) -> dict:
-        return {"epoch": self.batch_sampler.epoch, "batches_done": self.progress()}
+        sampler = self.batch_sampler
+        return {"epoch": sampler.epoch, "batches_done": self.progress(), "world_size": sampler.num_replicas}
 
     def load_state_dict(self, state: dict) -> None:
-        self.batch_sampler.epoch = state["epoch"]
-        self.batch_sampler.skip = state["batches_done"]
+        sampler = self.batch_sampler
+        sampler.epoch = state["epoch"]
+        # Rank r trains global batches r, r + N, r + 2N, ...: after k batches on each of N ranks,
+        # global batches 0 .. kN - 1 are done. On M ranks each skips ceil(kN / M) of its own:
+        # rounding up leaves fewer than M batches for the next epoch rather than training any twice,
+        # and a finished epoch stays finished. Checkpoints without world_size come from one size.
+        done = state["batches_done"] * state.get("world_size", sampler.num_replicas)
+        sampler.skip = min(-(-done // sampler.num_replicas), len(sampler))
+        if self.set_progress is not None and sampler.skip != state["batches_done"]:
+            self.set_progress(sampler.skip)
 
 
 def collate(examples: list[dict], pad_id: int, pad_side: str = "right", multiple_of: int = 1) -> dict:
