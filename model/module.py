@@ -66,7 +66,6 @@ class QLoRAModule(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.model = None
         self.tokenizer = None
-        self._decoder = None
 
     # ---- building -------------------------------------------------------------------------------
 
@@ -83,9 +82,16 @@ class QLoRAModule(L.LightningModule):
         self.model = add_lora(base, self.lora)
         if self._trainer is not None and "mixed" in str(self._trainer.precision):
             keep_adapter_inputs_in_compute_dtype(self.model)
-        self._decoder = self.model.get_base_model().get_decoder()
+        # from_pretrained returns eval mode and Lightning keeps module modes as it finds them; gradient
+        # checkpointing and dropout act only in train mode.
+        self.model.train()
         if self.compile and torch.cuda.is_available():
-            compile_layers(self._decoder)
+            compile_layers(self.decoder)
+
+    @property
+    def decoder(self) -> torch.nn.Module:
+        """The transformer stack without the output head."""
+        return self.model.get_base_model().get_decoder()
 
     @property
     def head(self) -> torch.nn.Module:
@@ -99,7 +105,7 @@ class QLoRAModule(L.LightningModule):
         No attention mask is passed: with right padding and causal attention no real token can see
         a pad, so the fused causal kernel (flash attention) applies and pad positions carry no loss.
         """
-        return self._decoder(input_ids=input_ids, use_cache=False).last_hidden_state
+        return self.decoder(input_ids=input_ids, use_cache=False).last_hidden_state
 
     def model_step(self, batch: dict) -> torch.Tensor:
         """The loss of one batch; shared by training, validation and test."""

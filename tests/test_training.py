@@ -55,3 +55,12 @@ def test_resume_continues_the_same_curve(tiny_phi, tmp_path):
         assert abs(full[step] - split[step]) < 1e-5, (step, full[step], split[step])
     a, b = whole.model.trainable_state_dict(), resumed.model.trainable_state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_built_model_trains_in_train_mode_so_checkpointing_and_dropout_act(tiny_phi):
+    from model.module import QLoRAModule
+
+    module = QLoRAModule(model=tiny_phi, gradient_checkpointing=True)
+    module.configure_model()
+    assert all(m.training for m in module.model.modules())  # from_pretrained returned eval mode
+    assert all(layer.gradient_checkpointing for layer in module.decoder.layers)
