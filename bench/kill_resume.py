@@ -6,11 +6,11 @@
 A tiny random Phi-2-shaped model trains with configs/tiny.yaml, checkpointing every
 ``--every`` steps. First one run goes through uninterrupted, timed. Then the same run is started
 in a subprocess and killed with ``kill -9``, ``--kills`` times: one kill in five at a random moment
-of its startup (imports, data, model load), the others a random time after a random coming
-checkpoint, so they land mid-step, mid-write or between. Kills follow progress, not the clock, so
-a busy machine can't let the run finish before it is killed. Each restart passes ``--ckpt_path
-last`` once a checkpoint exists; the last runs to the end. Its exported adapter must equal the
-uninterrupted run's, tensor for tensor.
+of its startup (imports, data, model load), one in five halfway through a random checkpoint write
+(see ``child`` below), the others a random time after a random coming checkpoint, mid-step or
+between. Kills follow progress, not the clock, so a busy machine can't let the run finish before
+it is killed. Each restart passes ``--ckpt_path last`` once a checkpoint exists; the last runs to
+the end. Its exported adapter must equal the uninterrupted run's, tensor for tensor.
 
 ``python bench/kill_resume.py child --kill-at-save N -- <train.py args>`` runs train.py in this
 process and kills it with SIGKILL halfway through writing its N-th checkpoint: the test suite uses
@@ -225,12 +225,18 @@ def bench(kills: int, seed: int, max_steps: int, every: int, work: Path) -> bool
     for kill in range(1, kills + 1):
         done = newest_step(killed_dir)
         targets = list(range(done + every, max_steps, every))  # checkpoints still to come, the end excluded
-        if not targets or rng.random() < 0.2:  # a kill while it imports, reads data or loads the model
+        kind, dies_at_save = rng.random(), None
+        if not targets or kind < 0.2:  # a kill while it imports, reads data or loads the model
             delay = rng.uniform(0.1, 1.0) * startup
             when, kill_when = f"{delay:.1f}s in, during startup", lambda t, d=delay: t > d
+        elif kind < 0.4:  # halfway through a checkpoint write (each checkpoint step writes two files)
+            dies_at_save = rng.randint(1, min(4, 2 * len(targets)))
+            when, kill_when = f"halfway through its checkpoint write no. {dies_at_save}", None
         else:
             # A random moment in the steps after a random checkpoint: mid-step, mid-write or between.
-            target, extra = rng.choice(targets), rng.uniform(0, every * step_time)
+            # Spread the kills over the run: the target is one of the next few checkpoints.
+            span = max(1, round(len(targets) / (kills - kill + 1)))
+            target, extra = rng.choice(targets[:span]), rng.uniform(0, every * step_time)
             when = f"{extra:.2f}s after the step-{target} checkpoint"
             landed: list[float] = []
 
@@ -239,7 +245,7 @@ def bench(kills: int, seed: int, max_steps: int, every: int, work: Path) -> bool
                     landed.append(t)
                 return bool(landed) and t > landed[0] + extra
 
-        code, _ = run(command(resume_args(args, killed_dir)), kill_when=kill_when)
+        code, _ = run(command(resume_args(args, killed_dir), dies_at_save), kill_when=kill_when)
         assert code in (0, -signal.SIGKILL), f"a restarted run failed with exit code {code}"
         outcome = "finished first" if code == 0 else state_after_kill(killed_dir)
         print(f"kill {kill:2d}, {when}: {outcome}")
@@ -259,7 +265,7 @@ def main() -> None:
     kid.add_argument("train_args", nargs=argparse.REMAINDER)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, default=24)
+    parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--every", type=int, default=2, help="checkpoint every N optimizer steps")
     parser.add_argument("--work", type=Path, default=None, help="folder for runs (default: a temporary one)")
     options = parser.parse_args()

@@ -57,4 +57,4 @@ def test_kill_during_checkpoint_write_then_resume_ends_with_the_uninterrupted_ad
 
 @pytest.mark.slow
 def test_ten_random_kills_end_with_the_uninterrupted_adapter(tmp_path):
-    assert kill_resume.bench(kills=10, seed=0, max_steps=24, every=2, work=tmp_path)
+    assert kill_resume.bench(kills=10, seed=0, max_steps=40, every=2, work=tmp_path)
