@@ -85,8 +85,9 @@ class TestGenerationMetrics(L.Callback):
             corpus, _ = compute_metrics(texts, references, self.args)
             prefix = "test/" if label == "fine_tuned" else "test/base_"
             pl_module.log_dict({prefix + k: float(v) for k, v in corpus.items()}, batch_size=len(examples))
-        if self.save_summaries and trainer.is_global_zero and trainer.log_dir:
-            self._save(Path(trainer.log_dir) / "test_summaries.jsonl", examples, summaries)
+        folder = trainer.log_dir  # a broadcast under DDP: every rank must ask, rank 0 alone writes
+        if self.save_summaries and trainer.is_global_zero and folder:
+            self._save(Path(folder) / "test_summaries.jsonl", examples, summaries)
 
     @staticmethod
     def _gather(texts: list[str], indices: list[int], total: int, world: int) -> list[str]:

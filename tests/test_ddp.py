@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import DIALOGSUM, ROOT, fit_tiny
+from conftest import DIALOGSUM, ROOT, fit_tiny, scalars
 from lightning.pytorch.callbacks import Callback
 
 from datamodules.batching import LengthGroupedBatchSampler, ResumableDataLoader
@@ -93,16 +93,21 @@ def ddp_strategy() -> str:
 
 def fit_ddp(tiny_phi: str, run_dir: Path, probe: Path, *overrides: str, timeout: int = 300) -> None:
     """``train.py fit`` with 2 CPU processes; Lightning starts the second from this command line."""
-    args = [
-        sys.executable, str(ROOT / "train.py"), "fit",
+    launch_ddp(
+        "fit",
         "--config", str(ROOT / "configs" / "tiny.yaml"),
         "--config", str(callbacks_config(run_dir.parent, probe)),
         "--model.model", tiny_phi,
         "--data.dialogsum", str(DIALOGSUM),
         "--trainer.logger.init_args.save_dir", str(run_dir),
-        "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.strategy={ddp_strategy()}",
-        *COMMON, *overrides,
-    ]  # fmt: skip
+        *COMMON, *overrides, timeout=timeout,
+    )  # fmt: skip
+
+
+def launch_ddp(*train_args: str, timeout: int = 300) -> None:
+    """``train.py <train_args>`` on 2 CPU processes (gloo) with the DDP config's strategy."""
+    args = [sys.executable, str(ROOT / "train.py"), *train_args]
+    args += ["--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.strategy={ddp_strategy()}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])  # train.py imports test_ddp.Probe
     proc = subprocess.Popen(
@@ -139,12 +144,12 @@ def assert_same_weights(got: dict, want: dict) -> None:
 
 @pytest.fixture(scope="module")
 def one_process(tiny_phi, tmp_path_factory) -> dict:
-    """One process, a whole epoch: what it trained at each step and its final adapter weights."""
+    """One process, a whole epoch: what it trained at each step, its final adapter weights, its run."""
     root = tmp_path_factory.mktemp("one")
     cli = fit_one(tiny_phi, root / "run", root / "probe")
     (probe,) = read_probe(root / "probe")
     assert cli.trainer.global_step == TRAIN // 4
-    return probe
+    return probe | {"run": Path(cli.trainer.log_dir)}
 
 
 # ---- fast: the data position across world sizes, without processes -----------------------------
@@ -262,3 +267,25 @@ def test_resume_on_another_number_of_processes(tiny_phi, tmp_path, one_process, 
     assert sum(len(r["batches"]) for r in after) == TRAIN // 2 - 2 * SAVE_AT
     assert_same_weights(after[0]["lora"], one_process["lora"])
     assert [r.name for r in (run / "tiny").iterdir()] == ["version_0"]  # the resumed run logs on
+
+
+@pytest.mark.slow
+def test_test_metrics_on_two_processes_match_one_and_are_written_once(one_process, tmp_path):
+    from train import main
+
+    callback = {
+        "class_path": "callbacks.test_metrics.TestGenerationMetrics",
+        "init_args": {"metrics": ["rouge", "length"], "limit": 5, "max_new_tokens": 6},
+    }
+    run = one_process["run"]
+    args = ["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+            "--trainer.limit_test_batches=1", f"--trainer.callbacks+={json.dumps(callback)}"]  # fmt: skip
+    launch_ddp(*args, "--trainer.logger.init_args.save_dir", str(tmp_path / "ddp"))
+    main([*args, "--trainer.logger.init_args.save_dir", str(tmp_path / "one")])
+
+    ddp, one = (list((tmp_path / name).rglob("test_summaries.jsonl")) for name in ("ddp", "one"))
+    assert len(ddp) == 1  # rank 0 alone wrote it
+    # Each rank decoded its share (dialogues 0, 2, 4 and 1, 3); gathered, they are one process's.
+    assert ddp[0].read_text() == one[0].read_text()
+    assert len(ddp[0].read_text().splitlines()) == 5
+    assert scalars(tmp_path / "ddp", "test/rouge1") == scalars(tmp_path / "one", "test/rouge1")
