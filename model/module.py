@@ -80,8 +80,6 @@ class QLoRAModule(L.LightningModule):
         if self.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = add_lora(base, self.lora)
-        if self._trainer is not None and "mixed" in str(self._trainer.precision):
-            keep_adapter_inputs_in_compute_dtype(self.model)
         # from_pretrained returns eval mode and Lightning keeps module modes as it finds them; gradient
         # checkpointing and dropout act only in train mode.
         self.model.train()
@@ -210,16 +208,3 @@ def compile_layers(decoder: torch.nn.Module) -> None:
         return
     for layer in layers:
         layer.compile()
-
-
-def keep_adapter_inputs_in_compute_dtype(model: torch.nn.Module) -> None:
-    """Let bf16 activations enter the fp32 LoRA weights as they are, under autocast.
-
-    PEFT casts each adapter's input to its weight dtype (fp32): a full-size fp32 copy of every
-    activation, six times a block, that autocast turns back into bf16 for the matmul anyway.
-    """
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for module in model.modules():
-        if isinstance(module, BaseTunerLayer):
-            module.cast_input_dtype_enabled = False
