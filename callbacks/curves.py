@@ -67,10 +67,17 @@ def find_runs(folders: Iterable[str | Path]) -> list[Run]:
         if not dirs:
             raise FileNotFoundError(f"{folder}: no TensorBoard event files ({EVENTS}) in it or below it")
         found += dirs
-    labels = ["/".join(d.resolve().parts[-2:]) for d in found]
-    if len(set(labels)) < len(labels):  # e.g. two logs/quickstart/version_0: full paths tell them apart
-        labels = [str(d) for d in found]
-    return [read_run(d, label) for d, label in zip(found, labels, strict=True)]
+    return [read_run(d, label) for d, label in zip(found, short_labels(found), strict=True)]
+
+
+def short_labels(folders: Sequence[Path]) -> list[str]:
+    """The fewest trailing path parts (two at least: ``quickstart/version_0``) that tell the folders apart."""
+    parts = [f.resolve().parts for f in folders]
+    for n in range(2, max(map(len, parts), default=2) + 1):
+        labels = ["/".join(p[-n:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(f) for f in folders]
 
 
 def draw(runs: Sequence[Run], window: int = 6, title: str | None = None):
@@ -89,17 +96,18 @@ def draw(runs: Sequence[Run], window: int = 6, title: str | None = None):
     for i, run in enumerate(runs):
         color = COLORS[i % len(COLORS)]
         val_color = COLORS[1] if single else color
-        prefix = "" if single else f"{run.label}: "
         steps = sorted(run.train)
         raw = [run.train[s] for s in steps]
         smooth = rolling_mean(raw, window)
-        ax.plot(steps, raw, color=color, alpha=0.3, linewidth=1.5, label=f"{prefix}training loss")
-        (line,) = ax.plot(
-            steps, smooth, color=color, linewidth=3.5, label=f"{prefix}training loss, mean of last {window} points"
-        )
-        line.set_gid(f"{run.label}:train/loss_smooth")
         val_steps = sorted(run.val)
         vals = [run.val[s] for s in val_steps]
+        if single:
+            labels = ("training loss", f"training loss, mean of last {window} points", "validation loss")
+        else:  # one legend line a run, its values in it: end labels of several runs would overlap
+            labels = (None, f"{run.label}: train {_span(smooth)}, val {_span(vals)}", None)
+        ax.plot(steps, raw, color=color, alpha=0.3, linewidth=1.5, label=labels[0])
+        (line,) = ax.plot(steps, smooth, color=color, linewidth=3.5, label=labels[1])
+        line.set_gid(f"{run.label}:train/loss_smooth")
         (points,) = ax.plot(
             val_steps,
             vals,
@@ -108,12 +116,24 @@ def draw(runs: Sequence[Run], window: int = 6, title: str | None = None):
             markersize=10,
             markeredgecolor="white",
             markeredgewidth=1.5,
-            label=f"{prefix}validation loss",
+            label=labels[2],
             zorder=3,
         )
         points.set_gid(f"{run.label}:val/loss")
-        _annotate_ends(ax, steps, smooth, color, below=False)
-        _annotate_ends(ax, val_steps, vals, val_color, below=True)
+        if single:
+            _annotate_ends(ax, steps, smooth, color, below=False)
+            _annotate_ends(ax, val_steps, vals, val_color, below=True)
+    if not single:
+        ax.text(
+            0.99,
+            0.02,
+            f"faint: training loss; bold: mean of last {window} points; dots: validation loss",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=12,
+            color="#444444",
+        )
     ax.set_xlabel("optimizer step", fontsize=16)
     ax.set_ylabel("loss (cross-entropy per summary token)", fontsize=16)
     ax.tick_params(labelsize=14)
@@ -124,6 +144,13 @@ def draw(runs: Sequence[Run], window: int = 6, title: str | None = None):
         title or (f"Learning curve: {runs[0].label}" if single else f"Learning curves: {len(runs)} runs"), fontsize=18
     )
     return fig
+
+
+def _span(values: Sequence[float]) -> str:
+    """``first -> last`` of a curve, for the legend."""
+    if not values:
+        return "-"
+    return f"{values[0]:.3f}" if len(values) == 1 else f"{values[0]:.3f} \u2192 {values[-1]:.3f}"
 
 
 def _annotate_ends(ax, steps: Sequence[int], values: Sequence[float], color: str, below: bool) -> None:
@@ -169,11 +196,17 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--out", nargs="+", default=["learning_curve.png"], help="files to write (.png, .svg, .pdf)")
     parser.add_argument("--window", type=int, default=6, help="train/loss points in the rolling mean (default 6)")
     parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument("--labels", nargs="+", default=None, help="legend names, one a run (default: their folders)")
     args = parser.parse_args(argv)
     try:
         runs = find_runs(args.logdirs)
     except FileNotFoundError as err:
         sys.exit(f"error: {err}")
+    if args.labels:
+        if len(args.labels) != len(runs):
+            sys.exit(f"error: {len(args.labels)} --labels for {len(runs)} runs ({', '.join(r.label for r in runs)})")
+        for run, label in zip(runs, args.labels, strict=True):
+            run.label = label
     empty = [r.label for r in runs if not r.train and not r.val]
     if len(empty) == len(runs):
         sys.exit(f"error: no train/loss or val/loss scalars in {', '.join(empty)}")
