@@ -62,9 +62,11 @@ class LossCurves(Callback):
         if self._micro:
             self._steps.append(torch.stack(self._micro).mean())
             self._micro = []
-        if not log_point(trainer) or not self._steps:
+        if not log_point(trainer):
             return
-        value = torch.stack(self._steps).mean().item()  # one device sync per log point, not per batch
+        local = torch.stack(self._steps).mean() if self._steps else torch.tensor(float("nan"), device=pl_module.device)
+        # Every rank reaches each log point: the mean over devices (a no-op on one), one host sync.
+        value = trainer.strategy.reduce(local, reduce_op="mean").item()
         self._steps = []
         self._logged = (self._logged + [value])[-self.smooth_window :]
         smooth = rolling_mean(self._logged, self.smooth_window)[-1]

@@ -20,9 +20,10 @@ from callbacks.cadence import log_metrics, log_point
 class Throughput(Callback):
     """Logs ``train/tokens_per_sec``, ``train/padding_fraction`` and ``train/peak_memory_gib``.
 
-    Each value covers the ``log_every_n_steps`` optimizer steps since the last log point and this
-    process only (one device). Peak memory is the CUDA allocator's peak since the start, logged on
-    CUDA devices only. The progress bar shows ``train/tokens_per_sec`` of the window so far.
+    Each value covers the ``log_every_n_steps`` optimizer steps since the last log point. Tokens
+    are summed over all devices (DDP); the time is this process's. Peak memory is the CUDA
+    allocator's peak since the start, logged on CUDA devices only. The progress bar shows
+    ``train/tokens_per_sec`` of this process's window so far.
     """
 
     def __init__(self) -> None:
@@ -49,18 +50,21 @@ class Throughput(Callback):
         if trainer.global_step == self._step:
             return  # still accumulating
         self._step = trainer.global_step
-        if self._seconds <= 0 or not self._grid:
-            return
-        real = int(self._real)
-        tokens_per_sec = real / self._seconds
-        # The progress bar shows the log window so far; a whole number prints as 1234.0, not 1.23e+3.
-        pl_module.log("train/tokens_per_sec", round(tokens_per_sec), prog_bar=True, logger=False)
+        if self._seconds > 0 and self._grid:
+            # The progress bar shows this process's window so far; a whole number prints as 1234.0, not 1.23e+3.
+            pl_module.log("train/tokens_per_sec", round(int(self._real) / self._seconds), prog_bar=True, logger=False)
         if not log_point(trainer):
             return
-        metrics = {"train/tokens_per_sec": tokens_per_sec, "train/padding_fraction": 1 - real / self._grid}
-        if pl_module.device.type == "cuda":
-            metrics["train/peak_memory_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
-        log_metrics(trainer, metrics)
+        # Every rank reaches each log point: the sums cover all devices (a no-op on one).
+        counts = torch.stack(
+            [torch.as_tensor(x, dtype=torch.float64, device=pl_module.device) for x in (self._real, self._grid)]
+        )
+        real, grid = trainer.strategy.reduce(counts, reduce_op="sum").tolist()
+        if self._seconds > 0 and grid:
+            metrics = {"train/tokens_per_sec": real / self._seconds, "train/padding_fraction": 1 - real / grid}
+            if pl_module.device.type == "cuda":
+                metrics["train/peak_memory_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+            log_metrics(trainer, metrics)
         self._seconds, self._real, self._grid = 0.0, 0, 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
