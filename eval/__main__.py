@@ -21,7 +21,7 @@ from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from eval.metrics import METRICS, MetricArgs, MetricResourceError, check_resources, compute_metrics
 from eval.reports import MODELS, metrics_markdown, sample_rows, write_reports
-from eval.runner import default_stress_path, find_run, generate_pair, load_model, read_examples
+from eval.runner import WEIGHTS, default_stress_path, find_run, generate_pair, load_model, read_examples
 from eval.stress import read_stress, stress_markdown, stress_report
 
 
@@ -49,7 +49,12 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
     gen.add_argument("--batch_size", type=int, default=16, help="prompts decoded together (default 16)")
     gen.add_argument(
-        "--merge", action="store_true", help="load the base unquantized in model.dtype and merge the adapter into it"
+        "--weights",
+        default="dense",
+        choices=WEIGHTS,
+        help="dense (default): the 4-bit base dequantized once into model.dtype, same summaries as 4bit, faster; "
+        "merged: the adapter also folded into those weights (bf16 rounding may change a few tokens); "
+        "4bit: decode through the 4-bit layers as trained",
     )
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
     gen.add_argument("--no_progress", action="store_true", help="hide the progress bars")
@@ -98,7 +103,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.stress_only and not stress:
         raise DataError("--stress_only but no stress set; give --stress <file>")
 
-    loaded = load_model(run, args.base_model, args.merge, args.device)
+    loaded = load_model(run, args.base_model, args.weights, args.device)
     max_new = args.max_new_tokens or loaded.module.max_new_tokens
     prompt_of = lambda ex: loaded.encoder.prompt_ids(ex.dialogue)[0]  # noqa: E731
     all_examples = examples + stress
@@ -117,14 +122,14 @@ def evaluate(args: argparse.Namespace) -> dict:
         "title": title,
         "settings": {
             "config": str(run.config_path),
-            "weights": str(weights),
+            "adapter_weights": str(weights),
             "base_model": loaded.module.model_name,
             "split": args.split,
             "examples": len(examples),
             "limit": args.limit,
             "max_new_tokens": max_new,
             "batch_size": args.batch_size,
-            "merged": loaded.merged,
+            "weights": args.weights,  # merged, dense or 4bit
             "decoding": "greedy",
             "metric_args": asdict(metric_args),
         },

@@ -38,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per conversation")
     p.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
+    p.add_argument(
+        "--weights",
+        default="dense",
+        choices=("dense", "4bit"),
+        help="dense: the 4-bit base dequantized once (fast); 4bit: as trained",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p
 
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         dialogues = None if interactive else read_dialogues(args.input, stdin)
         if interactive:
             print("loading the model...", file=sys.stderr)
-        loaded = load_model(run, args.base_model, device=args.device)
+        loaded = load_model(run, args.base_model, args.weights, args.device)
     except (DataError, SourceError) as err:
         sys.exit(f"error: {err}")
     max_new = args.max_new_tokens or loaded.module.max_new_tokens

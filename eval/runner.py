@@ -114,13 +114,16 @@ def read_examples(sources: dict[str, str | None], split: str, limit: int | None 
     return examples
 
 
+WEIGHTS = ("dense", "merged", "4bit")
+
+
 @dataclass
 class LoadedModel:
     """The module with its adapter weights, and the encoder that builds its prompts."""
 
     module: object  # QLoRAModule
     encoder: object  # PromptEncoder
-    merge: bool = False  # merge the adapter into the (unquantized) base after the base summaries
+    weights: str = "dense"  # see load_model
     merged: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -129,31 +132,34 @@ class LoadedModel:
         return self.module.tokenizer
 
 
-def load_model(run: Run, base_model: str | None = None, merge: bool = False, device: str = "auto") -> LoadedModel:
+def load_model(run: Run, base_model: str | None = None, weights: str = "dense", device: str = "auto") -> LoadedModel:
     """Build the run's module (4-bit base + fresh LoRA), load its adapter weights and its prompt encoder.
 
     Args:
         run: the run to rebuild.
         base_model: replaces ``model.model`` (e.g. the base model's folder on this machine).
-        merge: load the base in ``model.dtype`` without 4-bit, so the adapter can be merged into it.
+        weights: ``dense`` dequantizes the 4-bit layers once into ``model.dtype`` (the same weights
+            and summaries as ``4bit``, faster); ``merged`` also folds the adapter into those weights
+            for the fine-tuned pass (faster still, but rounding the update to bf16 can change a few
+            tokens); ``4bit`` decodes through the 4-bit layers as trained (they dequantize every token).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
     import torch
 
     from datamodules.encoding import PromptEncoder
     from datamodules.prompts import PromptFormat
+    from eval.dense import dequantize_4bit_layers
     from model.loading import LoraArgs, QuantArgs
-    from model.module import QLoRAModule
+    from model.module import DTYPES, QLoRAModule
 
+    if weights not in WEIGHTS:
+        raise ValueError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     start = time.perf_counter()
     cfg = run.model
-    quant = QuantArgs(**(cfg.get("quant") or {}))
-    if merge:
-        quant.load_in_4bit = False
     module = QLoRAModule(
         model=base_model or cfg.get("model", "microsoft/phi-2"),
         dtype=cfg.get("dtype", "bfloat16"),
-        quant=quant,
+        quant=QuantArgs(**(cfg.get("quant") or {})),
         lora=adapter_lora(run.adapter) if run.adapter else LoraArgs(**(cfg.get("lora") or {})),
         attn_implementation=cfg.get("attn_implementation", "sdpa"),
         max_new_tokens=cfg.get("max_new_tokens", 96),
@@ -167,10 +173,12 @@ def load_model(run: Run, base_model: str | None = None, merge: bool = False, dev
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module.to(device)
+    if weights != "4bit":
+        dequantize_4bit_layers(module.model, DTYPES[module.dtype_name])
     module.eval()
     prompt = PromptFormat(**(run.data.get("prompt") or {}))
     encoder = PromptEncoder(module.tokenizer, prompt, run.data.get("max_length", 512))
-    return LoadedModel(module, encoder, merge=merge, timings={"load_s": time.perf_counter() - start})
+    return LoadedModel(module, encoder, weights=weights, timings={"load_s": time.perf_counter() - start})
 
 
 def adapter_lora(folder: Path):
@@ -211,8 +219,8 @@ def generate_pair(
 ) -> tuple[list[str], list[str]]:
     """Base and fine-tuned summaries of the same prompts with the same greedy decoding.
 
-    The base is the fine-tuned model with its adapter disabled. With a merged load the adapter is
-    merged into the base weights after the base summaries are made, so the fine-tuned pass runs
+    The base is the fine-tuned model with its adapter disabled. With ``merged`` weights the adapter
+    is folded into the dense base after the base summaries are made, so the fine-tuned pass runs
     without LoRA's extra matmuls.
 
     Args:
@@ -233,8 +241,10 @@ def generate_pair(
             module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base"
         )
     loaded.timings["base_generate_s"] = time.perf_counter() - start
-    if loaded.merge:
-        module.model = module.model.merge_and_unload()
+    if loaded.weights == "merged":
+        from eval.dense import merge_lora_into_dense
+
+        module.model = merge_lora_into_dense(module.model)
         loaded.merged = True
     start = time.perf_counter()
     tuned = generate_summaries(
