@@ -1,8 +1,8 @@
 """Fine-tune a causal LM with QLoRA on dialogue summarization.
 
-    python train.py fit                                   # Phi-2 on DialogSum (configs/phi2_qlora.yaml)
-    python train.py fit --config configs/quickstart.yaml  # offline CPU quickstart
-    python train.py fit --print_config                    # every option, with its value
+python train.py fit                                   # Phi-2 on DialogSum (configs/phi2_qlora.yaml)
+python train.py fit --config configs/quickstart.yaml  # offline CPU quickstart
+python train.py fit --print_config                    # every option, with its value
 """
 
 from __future__ import annotations

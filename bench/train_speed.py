@@ -26,8 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PHI2 = dict(vocab_size=51200, hidden_size=2560, intermediate_size=10240, num_hidden_layers=32,
-            num_attention_heads=32, partial_rotary_factor=0.4, max_position_embeddings=2048)
+PHI2 = dict(
+    vocab_size=51200,
+    hidden_size=2560,
+    intermediate_size=10240,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    partial_rotary_factor=0.4,
+    max_position_embeddings=2048,
+)
 LINEARS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
 RECIPES = {
     # name: (kind, options)
@@ -69,8 +76,12 @@ def main() -> None:
         log = Path(args.out).with_name(f"{name}.log")
         try:
             with log.open("w") as sink:
-                subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", name], stdout=sink,
-                               stderr=subprocess.STDOUT, timeout=args.timeout)
+                subprocess.run(
+                    [sys.executable, __file__, *sys.argv[1:], "--one", name],
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    timeout=args.timeout,
+                )
         except subprocess.TimeoutExpired:
             pass
         proc_out = log.read_text()
@@ -150,13 +161,31 @@ def run_ours(args, options: dict):
         compile=options["compile"],
         optimizer=partial(torch.optim.AdamW, lr=2e-4),
     )
-    data = DialogSumDataModule(tokenizer=args.model_dir, dialogsum=args.data, enterprise=None, max_length=512,
-                               batch_size=256, max_tokens=options["max_tokens"], num_workers=4)
+    data = DialogSumDataModule(
+        tokenizer=args.model_dir,
+        dialogsum=args.data,
+        enterprise=None,
+        max_length=512,
+        batch_size=256,
+        max_tokens=options["max_tokens"],
+        num_workers=4,
+    )
     timer = StepTimer()
     callbacks = [timer, KernelProfile(args.warmup)] if args.profile else [timer]
-    trainer = L.Trainer(accelerator="cuda", devices=1, precision="bf16-mixed", max_steps=args.warmup + args.steps,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
-                        num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=callbacks, gradient_clip_val=1.0)
+    trainer = L.Trainer(
+        accelerator="cuda",
+        devices=1,
+        precision="bf16-mixed",
+        max_steps=args.warmup + args.steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+        gradient_clip_val=1.0,
+    )
     trainer.fit(module, data)
     return timer.times, timer.tokens, base_params(module.model)
 
@@ -186,14 +215,23 @@ def run_plain(args, options: dict):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, quantization_config=quant, dtype=torch.bfloat16,
-                                                 attn_implementation="sdpa").cuda()
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model_dir, quantization_config=quant, dtype=torch.bfloat16, attn_implementation="sdpa"
+    ).cuda()
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LINEARS, task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LINEARS, task_type="CAUSAL_LM")
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
-    rows = fixed_rows(args, AutoTokenizer.from_pretrained(args.model_dir), options["batch"] * (args.warmup + args.steps))
+    rows = fixed_rows(
+        args, AutoTokenizer.from_pretrained(args.model_dir), options["batch"] * (args.warmup + args.steps)
+    )
 
     def loss_fn(ids):
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -249,8 +287,10 @@ def print_table(results: list[dict]) -> None:
         if "error" in r:
             print(f"{r['recipe']:22} failed: {r['error']}")
             continue
-        print(f"{r['recipe']:22} {r['tokens_per_s']:>9} {r['median_step_s']:>8} {r['median_tokens_per_step']:>9} "
-              f"{r['peak_gib']:>9} {r['model_tflops']:>8}")
+        print(
+            f"{r['recipe']:22} {r['tokens_per_s']:>9} {r['median_step_s']:>8} {r['median_tokens_per_step']:>9} "
+            f"{r['peak_gib']:>9} {r['model_tflops']:>8}"
+        )
     if results and "device" in results[0]:
         print(f"device: {results[0]['device']}")
 

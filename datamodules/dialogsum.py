@@ -183,7 +183,9 @@ class DialogSumDataModule(L.LightningDataModule):
 
     def predict_dataloader(self):
         prompts = [self.encoder.prompt_ids(e.dialogue)[0] for e in self.examples["test"]]
-        return torch.utils.data.DataLoader(prompts, batch_size=self.eval_batch_size, collate_fn=lambda rows: {"prompts": rows})
+        return torch.utils.data.DataLoader(
+            prompts, batch_size=self.eval_batch_size, collate_fn=lambda rows: {"prompts": rows}
+        )
 
 
 def oversample(rows: list[Example], weight: float, seed: int) -> list[Example]:

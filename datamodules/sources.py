@@ -89,7 +89,9 @@ def read_file(path: Path, name: str) -> list[Example]:
         where = f"{path}:{line}" if isinstance(line, int) else f"{path}: {line}"
         example = to_example(row, where, name)
         if example.id in seen:
-            raise DataError(f"{where}: field 'id' repeats {example.id!r} (first at {seen[example.id]}); make ids unique")
+            raise DataError(
+                f"{where}: field 'id' repeats {example.id!r} (first at {seen[example.id]}); make ids unique"
+            )
         seen[example.id] = f"line {line}" if isinstance(line, int) else line
         examples.append(example)
     if not examples:
@@ -173,7 +175,9 @@ def _csv_rows(path: Path):
                 'a field with commas or line breaks must be quoted, and a quote inside it doubled ("")'
             ) from None
         if None in row or any(v is None for v in row.values()):
-            raise DataError(f"{path}:{start}: the row has a different number of columns than the header; check its quoting")
+            raise DataError(
+                f"{path}:{start}: the row has a different number of columns than the header; check its quoting"
+            )
         yield start, row
 
 

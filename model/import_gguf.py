@@ -50,7 +50,9 @@ def import_gguf(gguf: Path, out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("gguf", nargs="?", help=f"a .gguf file, or an installed package that ships one (default {DEFAULT_PACKAGE})")
+    parser.add_argument(
+        "gguf", nargs="?", help=f"a .gguf file, or an installed package that ships one (default {DEFAULT_PACKAGE})"
+    )
     parser.add_argument("out", nargs="?", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     args = parser.parse_args()
     source = args.gguf or DEFAULT_PACKAGE

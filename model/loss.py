@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from datamodules.encoding import IGNORE_INDEX
 
 
-def target_token_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module, chunk_size: int = 4096) -> torch.Tensor:
+def target_token_loss(
+    hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module, chunk_size: int = 4096
+) -> torch.Tensor:
     """Mean cross-entropy of the labelled next tokens.
 
     Args:

@@ -18,7 +18,9 @@ class WarmupCosine(LambdaLR):
         min_ratio: final learning rate as a fraction of the peak.
     """
 
-    def __init__(self, optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None, min_ratio: float = 0.1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None, min_ratio: float = 0.1
+    ) -> None:
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.min_ratio = min_ratio

@@ -56,10 +56,14 @@ def fit_tiny(tiny_phi: str, run_dir: Path, *overrides: str):
 
     args = [
         "fit",
-        "--config", str(ROOT / "configs" / "tiny.yaml"),
-        "--model.model", tiny_phi,
-        "--data.dialogsum", str(DIALOGSUM),
-        "--trainer.logger.init_args.save_dir", str(run_dir),
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--model.model",
+        tiny_phi,
+        "--data.dialogsum",
+        str(DIALOGSUM),
+        "--trainer.logger.init_args.save_dir",
+        str(run_dir),
         *overrides,
     ]
     return main(args)

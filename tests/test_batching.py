@@ -51,7 +51,9 @@ def test_token_budget_caps_padded_tokens(train_lengths):
 
 def test_ranks_get_disjoint_batches_covering_the_epoch(train_lengths):
     lengths = train_lengths[:1000]
-    per_rank = [list(LengthGroupedBatchSampler(lengths, 8, seed=3, num_replicas=2, rank=r, drop_last=True)) for r in (0, 1)]
+    per_rank = [
+        list(LengthGroupedBatchSampler(lengths, 8, seed=3, num_replicas=2, rank=r, drop_last=True)) for r in (0, 1)
+    ]
     assert len(per_rank[0]) == len(per_rank[1])
     seen = [set(i for b in batches for i in b) for batches in per_rank]
     assert not seen[0] & seen[1]

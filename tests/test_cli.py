@@ -38,14 +38,19 @@ def test_default_fit_without_hub_fails_fast_with_one_line(tmp_path):
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "fit", f"--trainer.logger.init_args.save_dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
         timeout=120,
     )
     assert time.monotonic() - start < 30
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and ("--data.dialogsum" in last or "--model.model" in last or "local folder" in last), last
+    assert last.startswith("error: ") and (
+        "--data.dialogsum" in last or "--model.model" in last or "local folder" in last
+    ), last
 
 
 def test_bad_data_row_fails_before_any_model_loads(tiny_phi, tmp_path):
@@ -53,10 +58,21 @@ def test_bad_data_row_fails_before_any_model_loads(tiny_phi, tmp_path):
     (tmp_path / "data" / "train.jsonl").write_text('{"id": "1", "dialogue": "#Person1#: hi", "summary": ""}\n')
     (tmp_path / "data" / "dev.jsonl").write_text('{"id": "2", "dialogue": "#Person1#: hi", "summary": "ok"}\n')
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "tiny.yaml"),
-         "--model.model=/nonexistent/model", f"--data.dialogsum={tmp_path / 'data'}",
-         f"--trainer.logger.init_args.save_dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "tiny.yaml"),
+            "--model.model=/nonexistent/model",
+            f"--data.dialogsum={tmp_path / 'data'}",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        timeout=120,
     )
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"error: {tmp_path / 'data' / 'train.jsonl'}:1: field 'summary' is empty; fill it or remove the row"

@@ -30,7 +30,9 @@ def test_sizes_and_schema(split, minimum):
         required |= {"must_state", "must_not_state"}
     for row in data:
         assert set(row) == required, row["fname"]
-        assert all(isinstance(row[k], str) and row[k].strip() for k in ("fname", "category", "topic", "dialogue", "summary"))
+        assert all(
+            isinstance(row[k], str) and row[k].strip() for k in ("fname", "category", "topic", "dialogue", "summary")
+        )
         assert 1 <= len(row["topic"].split()) <= 4 and row["topic"] == row["topic"].lower()
 
 

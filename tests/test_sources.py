@@ -19,7 +19,9 @@ def test_official_dialogsum_files_load_as_they_are():
 
 def test_missing_field_names_file_line_and_field(tmp_path):
     path = tmp_path / "mine.train.jsonl"
-    path.write_text('{"id": "a", "dialogue": "#Person1#: hi", "summary": "x"}\n{"id": "b", "dialogue": "#Person1#: yo"}\n')
+    path.write_text(
+        '{"id": "a", "dialogue": "#Person1#: hi", "summary": "x"}\n{"id": "b", "dialogue": "#Person1#: yo"}\n'
+    )
     with pytest.raises(DataError, match=rf"^{path}:2: field 'summary' is missing"):
         load_split(str(tmp_path), "train", "mine")
 
