@@ -202,6 +202,6 @@ def _load_from_hub(name: str, split: str, label: str) -> list[Example]:
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise DataError(
             f"cannot load dataset {name!r} split {split!r} from the Hugging Face Hub ({reason}); "
-            f"set the data option to a local folder of jsonl/csv/parquet files"
+            f"set --data.{label} to a local folder of jsonl/csv/parquet files"
         ) from None
     return [to_example(row, f"{name}[{split}] row {i}", label) for i, row in enumerate(table, 1)]

@@ -49,7 +49,7 @@ def test_default_fit_without_hub_fails_fast_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and (
-        "--data.dialogsum" in last or "--model.model" in last or "local folder" in last
+        "--data.dialogsum" in last or "--model.model" in last
     ), last
 
 
