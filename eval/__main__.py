@@ -44,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--stress", help="stress set file (default: stress.jsonl of the enterprise data); 'none' skips it"
     )
+    data.add_argument("--stress_limit", type=int, help="run only the first N stress scenarios (default all)")
     data.add_argument("--stress_only", action="store_true", help="run only the stress test, no metrics")
     gen = p.add_argument_group("generation")
     gen.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
@@ -99,7 +100,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         sources = {name: none_or(getattr(args, name), run.data.get(name)) for name in ("dialogsum", "enterprise")}
         examples = read_examples(sources, args.split, args.limit)
     stress_path = none_or(args.stress, str(default_stress_path(run) or "")) or None
-    stress = read_stress(stress_path)[: args.limit] if stress_path else []
+    stress = read_stress(stress_path)[: args.stress_limit] if stress_path else []
     if args.stress_only and not stress:
         raise DataError("--stress_only but no stress set; give --stress <file>")
 
@@ -127,6 +128,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             "split": args.split,
             "examples": len(examples),
             "limit": args.limit,
+            "stress_limit": args.stress_limit,
             "max_new_tokens": max_new,
             "batch_size": args.batch_size,
             "weights": args.weights,  # merged, dense or 4bit

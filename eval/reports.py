@@ -92,7 +92,7 @@ def write_samples_csv(rows: list[dict], path: Path) -> None:
 
 def samples_markdown(rows: list[dict]) -> str:
     """The side-by-side table as Markdown: Human | Base | Fine-tuned, ROUGE-L under each summary."""
-    cell = lambda text: html.escape(str(text)).replace("|", "\\|").replace("\n", "<br>")  # noqa: E731
+    cell = lambda text: html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", "<br>")  # noqa: E731
     lines = ["# Human / Base / Fine-tuned", "", "| id | Human | Base | Fine-tuned |", "| --- | --- | --- | --- |"]
     for row in rows:
         parts = [cell(row["id"]), cell(row["human"])]

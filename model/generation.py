@@ -54,7 +54,9 @@ def generate_summaries(
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=eos,
             )
-            texts = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = tokenizer.batch_decode(
+                ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
             for i, text in zip(rows, texts, strict=True):
                 out[i] = text.strip()
             if bar is not None:

@@ -35,7 +35,7 @@ def evaluated(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval-out")
     report = main(
         ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--limit", "4",
-         "--stress", str(ROOT / "data" / "enterprise" / "stress.jsonl"), "--batch_size", "2",
+         "--stress", str(ROOT / "data" / "enterprise" / "stress.jsonl"), "--stress_limit", str(STRESS_ROWS), "--batch_size", "2",
          "--bertscore_model", str(MINILM), "--out", str(out), "--no_progress"]
     )  # fmt: skip
     return report, out
@@ -102,14 +102,14 @@ def test_base_is_the_adapter_disabled_and_tuned_is_the_peft_adapter(evaluated, t
 def test_stress_report_lists_each_scenario_with_the_failed_fact(evaluated):
     report, out = evaluated
     stress = report["stress"]
-    assert stress["scenarios_total"] == 4  # --limit applies to the stress set too
+    assert stress["scenarios_total"] == STRESS_ROWS
     for row in stress["scenarios"]:
         for model in ("base", "fine_tuned"):
             result = row["results"][model]
             assert result["passed"] == (not result["missing"] and not result["stated_wrongly"])
             assert result["passed"] or result["failed"]
     text = (out / "stress.md").read_text()
-    assert text.count("ent_stress_") == 4 and "pass rate" in text
+    assert text.count("ent_stress_") == STRESS_ROWS and "pass rate" in text
     first = stress["scenarios"][0]["results"]["base"]
     if not first["passed"]:  # a random tiny model misses the facts: the line names one
         assert "missing 'keiko'" in text
