@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     try:
         return evaluate(args)
-    except (DataError, SourceError, MetricResourceError, ValueError) as err:
+    except (DataError, SourceError, MetricResourceError) as err:
         sys.exit(f"error: {err}")
 
 
@@ -86,13 +86,16 @@ def evaluate(args: argparse.Namespace) -> dict:
     run = find_run(args.config, args.ckpt_path, args.adapter)
     if run.ckpt_path is None and run.adapter is None:
         raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
-    metric_args = MetricArgs(
-        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
-        bertscore_model=args.bertscore_model,
-        bertscore_layers=args.bertscore_layers,
-        bertscore_batch_size=args.bertscore_batch_size,
-        device=None if args.device == "auto" else args.device,
-    )
+    try:
+        metric_args = MetricArgs(
+            metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+            bertscore_model=args.bertscore_model,
+            bertscore_layers=args.bertscore_layers,
+            bertscore_batch_size=args.bertscore_batch_size,
+            device=None if args.device == "auto" else args.device,
+        )
+    except ValueError as err:  # an unknown metric name
+        sys.exit(f"error: {err}")
     # Everything that can fail without the model fails here, before minutes of loading and decoding.
     examples = []
     if not args.stress_only:
