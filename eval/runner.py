@@ -39,7 +39,12 @@ class Run:
 
     @property
     def run_dir(self) -> Path:
-        """The run's log folder (where LightningCLI saved config.yaml)."""
+        """The run's log folder: the one holding the weights (``<run>/checkpoints/x.ckpt``, ``<run>/adapter``)."""
+        if self.ckpt_path is not None:
+            parent = self.ckpt_path.parent
+            return parent.parent if parent.name == "checkpoints" else parent
+        if self.adapter is not None:
+            return self.adapter.parent
         return self.config_path.parent
 
     @property
