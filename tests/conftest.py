@@ -28,28 +28,11 @@ def tokenizer():
 
 
 @pytest.fixture(scope="session")
-def tiny_phi(tmp_path_factory, tokenizer) -> str:
-    """A randomly initialised PhiForCausalLM with Phi-2's tokenizer, saved like a Hub model."""
-    import torch
-    from transformers import PhiConfig, PhiForCausalLM
+def tiny_phi(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer PhiForCausalLM with Phi-2's tokenizer, saved like a Hub model."""
+    from bench.kill_resume import make_tiny_model  # the kill-and-resume benchmark trains the same one
 
-    torch.manual_seed(0)
-    config = PhiConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        partial_rotary_factor=0.4,
-        max_position_embeddings=1024,
-        initializer_range=0.1,  # larger random weights let LoRA move the logits within 20 steps
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny-phi")
-    PhiForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny-phi"), GPT2_TABLES))
 
 
 def fit_tiny(tiny_phi: str, run_dir: Path, *overrides: str):
