@@ -162,6 +162,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             {
                 "id": e.id,
                 "source": e.source,
+                "dialogue": e.dialogue,
                 "references": list(e.summaries),
                 **{k: summaries[k][i] for k in MODELS},
                 "scores": {k: scores[k][i] for k in MODELS},
