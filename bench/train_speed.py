@@ -6,10 +6,13 @@ Every recipe runs in its own process (fresh memory statistics, an out-of-memory 
 on a randomly initialised model of Phi-2's exact architecture saved once in bf16 and loaded in NF4
 with double quantization: random weights cost the same FLOPs and bytes as the real ones.
 - ``ours-*`` train through ``QLoRAModule``, ``DialogSumDataModule`` and ``lightning.Trainer`` on
-  DialogSum's real lengths and count non-padding tokens.
+  DialogSum's real lengths and count non-padding tokens. ``ours-packed*`` pack examples into
+  fixed-shape rows (``data.pack_length``); with ``compile: model`` the whole loss is one graph.
 - ``plain-*`` is the usual loop: ``model(input_ids, labels=...)`` with PEFT LoRA on the same layers,
   AdamW, bf16 autocast, on fixed 512-token rows cut from the same tokenized DialogSum text (no padding).
-Prints one table (medians over the timed steps) and writes JSON lines to ``--out``.
+Prints one table (medians over the timed steps) and writes JSON lines to ``--out``. ``--tiny`` runs
+the ``ours-*`` code paths on CPU with a 2-layer random Phi and small batches: a smoke test whose
+figures mean nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +49,53 @@ RECIPES = {
     "ours-fast-12k": ("ours", {"compile": True, "max_tokens": 12288, "checkpointing": False}),
     "ours-fast-nodrop": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": False, "dropout": 0.0}),
     "ours-12gib": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": True}),
+    # Packed rows: every batch [max_tokens // pack_length, pack_length]. 512-token rows hold DialogSum
+    # (max_length 512) with ~2% padding and keep sdpa's dense document mask cheap; flex attention
+    # skips the blocks between documents, so it can take longer rows.
+    "ours-packed-layers": (
+        "ours",
+        {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": False},
+    ),
+    "ours-packed": ("ours", {"compile": "model", "max_tokens": 16384, "pack_length": 512, "checkpointing": False}),
+    "ours-packed-nodrop": (
+        "ours",
+        {"compile": "model", "max_tokens": 16384, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
+    ),
+    "ours-packed-nodrop-24k": (
+        "ours",
+        {"compile": "model", "max_tokens": 24576, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
+    ),
+    "ours-packed-flex": (
+        "ours",
+        {
+            "compile": "model",
+            "max_tokens": 16384,
+            "pack_length": 2048,
+            "checkpointing": False,
+            "dropout": 0.0,
+            "attn": "flex_attention",
+        },
+    ),
+    "ours-packed-cudagraphs": (
+        "ours",
+        {
+            "compile": "model",
+            "mode": "reduce-overhead",
+            "max_tokens": 16384,
+            "pack_length": 512,
+            "checkpointing": False,
+            "dropout": 0.0,
+        },
+    ),
+    # Candidates for a preset under 12 GiB.
+    "ours-packed-small": (
+        "ours",
+        {"compile": "model", "max_tokens": 4096, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
+    ),
+    "ours-packed-ckpt": (
+        "ours",
+        {"compile": "model", "max_tokens": 16384, "pack_length": 512, "checkpointing": True, "dropout": 0.0},
+    ),
 }
 
 
@@ -58,12 +108,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per recipe")
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, allocator)")
     parser.add_argument("--out", default="bench_train.jsonl")
-    parser.add_argument("--timeout", type=int, default=300, help="seconds one recipe may take")
+    parser.add_argument("--timeout", type=int, default=360, help="seconds one recipe may take, compilation included")
     parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of 3 steps (ours-* only)")
+    parser.add_argument("--tiny", action="store_true", help="smoke-test ours-* on CPU with a 2-layer random Phi")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tiny and args.model_dir == "/tmp/phi2-random":
+        args.model_dir = "/tmp/phi-tiny-random"
     if args.one == "make-model":
-        make_random_phi2(Path(args.model_dir), Path(args.tokenizer))
+        make_random_phi2(Path(args.model_dir), Path(args.tokenizer), args.tiny)
         return
     if args.one:
         result = run_one(args, args.one)
@@ -97,11 +150,16 @@ def main() -> None:
     print_table(results)
 
 
-def make_random_phi2(folder: Path, tokenizer_dir: Path) -> None:
+def make_random_phi2(folder: Path, tokenizer_dir: Path, tiny: bool = False) -> None:
     import torch
     from transformers import CodeGenTokenizer, PhiConfig, PhiForCausalLM
 
     if (folder / "config.json").exists():
+        return
+    if tiny:
+        from bench.kill_resume import make_tiny_model
+
+        make_tiny_model(folder, tokenizer_dir)
         return
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -112,9 +170,12 @@ def make_random_phi2(folder: Path, tokenizer_dir: Path) -> None:
 
 def run_one(args, name: str) -> dict:
     import torch
+    from torch._dynamo.utils import counters
 
     kind, options = RECIPES[name]
-    torch.cuda.reset_peak_memory_stats()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     times, tokens, params = (run_ours if kind == "ours" else run_plain)(args, options)
     timed_t, timed_n = times[args.warmup :], tokens[args.warmup :]
     tok_s = sum(timed_n) / sum(timed_t)
@@ -124,9 +185,13 @@ def run_one(args, name: str) -> dict:
         "tokens_per_s": round(tok_s),
         "median_step_s": round(statistics.median(timed_t), 4),
         "median_tokens_per_step": int(statistics.median(timed_n)),
-        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "model_tflops": round(tok_s * floor_flops / 1e12, 1),
-        "device": torch.cuda.get_device_name(),
+        "first_step_s": round(times[0], 1),  # compilation, mostly
+        # Graphs dynamo compiled over the whole run (recompiles included) and graph breaks.
+        "graphs": counters["stats"]["unique_graphs"],
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "device": torch.cuda.get_device_name() if cuda else "cpu (--tiny smoke test)",
         **options,
     }
 
@@ -141,39 +206,50 @@ def run_ours(args, options: dict):
     from model.loading import LoraArgs
     from model.module import QLoRAModule
 
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+
     class StepTimer(L.Callback):
         def __init__(self):
             self.times, self.tokens = [], []
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            torch.cuda.synchronize()
+            sync()
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            torch.cuda.synchronize()
+            sync()
             self.times.append(time.perf_counter() - self.start)
             self.tokens.append(int(batch["attention_mask"].sum()))
+            if len(self.times) == 1:  # in the log even if the recipe runs out of time
+                print(f"first step (compilation): {self.times[0]:.1f} s", flush=True)
 
+    pack_length = options.get("pack_length")
+    # --tiny: two rows a batch, a few hundred dialogues; enough to run every code path on CPU.
+    max_tokens = 2 * (pack_length or 512) if args.tiny else options["max_tokens"]
     module = QLoRAModule(
         model=args.model_dir,
         lora=LoraArgs(r=16, alpha=32, dropout=options.get("dropout", 0.05), target_modules=LINEARS),
         gradient_checkpointing=options["checkpointing"],
+        attn_implementation=options.get("attn", "sdpa"),
         compile=options["compile"],
+        compile_mode=options.get("mode"),
         optimizer=partial(torch.optim.AdamW, lr=2e-4),
     )
     data = DialogSumDataModule(
         tokenizer=args.model_dir,
         dialogsum=args.data,
         enterprise=None,
+        train_limit=300 if args.tiny else None,
         max_length=512,
         batch_size=256,
-        max_tokens=options["max_tokens"],
-        num_workers=4,
+        max_tokens=max_tokens,
+        pack_length=pack_length,
+        num_workers=0 if args.tiny else 4,
     )
     timer = StepTimer()
     callbacks = [timer, KernelProfile(args.warmup)] if args.profile else [timer]
     trainer = L.Trainer(
-        accelerator="cuda",
+        accelerator="cpu" if args.tiny else "cuda",
         devices=1,
         precision="bf16-mixed",
         max_steps=args.warmup + args.steps,
@@ -282,14 +358,17 @@ def base_params(model) -> int:
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"\n{'recipe':22} {'tokens/s':>9} {'step s':>8} {'tok/step':>9} {'peak GiB':>9} {'TFLOP/s':>8}")
+    print(
+        f"\n{'recipe':24} {'tokens/s':>9} {'step s':>8} {'tok/step':>9} {'peak GiB':>9} {'TFLOP/s':>8} "
+        f"{'1st step s':>10} {'graphs':>6}"
+    )
     for r in results:
         if "error" in r:
-            print(f"{r['recipe']:22} failed: {r['error']}")
+            print(f"{r['recipe']:24} failed: {r['error']}")
             continue
         print(
-            f"{r['recipe']:22} {r['tokens_per_s']:>9} {r['median_step_s']:>8} {r['median_tokens_per_step']:>9} "
-            f"{r['peak_gib']:>9} {r['model_tflops']:>8}"
+            f"{r['recipe']:24} {r['tokens_per_s']:>9} {r['median_step_s']:>8} {r['median_tokens_per_step']:>9} "
+            f"{r['peak_gib']!s:>9} {r['model_tflops']:>8} {r.get('first_step_s', '-')!s:>10} {r.get('graphs', '-')!s:>6}"
         )
     if results and "device" in results[0]:
         print(f"device: {results[0]['device']}")

@@ -9,7 +9,14 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.batching import LengthGroupedBatchSampler, ResumableDataLoader, collate
+from datamodules.batching import (
+    LengthGroupedBatchSampler,
+    PackedBatchSampler,
+    PackedRows,
+    ResumableDataLoader,
+    collate,
+    collate_packed,
+)
 from datamodules.encoding import PromptEncoder
 from datamodules.prompts import PromptFormat
 from datamodules.sources import DataError, Example, load_split
@@ -33,7 +40,11 @@ class DialogSumDataModule(L.LightningDataModule):
         max_length: tokens per example; longer dialogues are cut, never their summaries.
         batch_size: examples per training batch (the most, with ``max_tokens``).
         max_tokens: cap on padded tokens per batch; short batches then carry more rows.
-        eval_batch_size: examples per validation/test/predict batch.
+        eval_batch_size: examples per validation/test/predict batch (predict only, when packing).
+        pack_length: pack several examples into rows of this many tokens: every training, validation
+            and test batch is then ``[max_tokens // pack_length, pack_length]`` with per-example
+            ``position_ids`` and ``seq_ids`` (see ``collate_packed``), the shape a whole-model
+            ``model.compile: model`` needs. Must be >= ``max_length``; None pads each example alone.
         group_batches: batches per length-sorted group (see ``LengthGroupedBatchSampler``).
         pad_to_multiple_of: round padded lengths up (8 suits tensor cores).
         num_workers: data loader worker processes.
@@ -57,10 +68,14 @@ class DialogSumDataModule(L.LightningDataModule):
         pad_to_multiple_of: int = 8,
         num_workers: int = 2,
         seed: int = 42,
+        pack_length: int | None = None,
     ) -> None:
         super().__init__()
         if dialogsum is None and enterprise is None:
             raise ValueError("data.dialogsum and data.enterprise are both null; give at least one source")
+        problems = packing_problems(pack_length, max_tokens, max_length)
+        if problems:
+            raise ValueError("; ".join(problems))
         self.tokenizer_name = tokenizer
         self.dialogsum = dialogsum
         self.enterprise = enterprise
@@ -76,6 +91,7 @@ class DialogSumDataModule(L.LightningDataModule):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.num_workers = num_workers
         self.seed = seed
+        self.pack_length = pack_length
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
         self.stats: dict[str, int] = {}
@@ -138,21 +154,30 @@ class DialogSumDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool, max_tokens: int | None = None):
         features = self.features[split]
+        lengths = [len(f["input_ids"]) for f in features]
         trainer = self.trainer
-        sampler = LengthGroupedBatchSampler(
-            [len(f["input_ids"]) for f in features],
-            batch_size=batch_size,
-            max_tokens=max_tokens,
+        order = dict(
             group_batches=self.group_batches,
             shuffle=shuffle,
             seed=self.seed,
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
         )
+        if self.pack_length is None:
+            sampler = LengthGroupedBatchSampler(lengths, batch_size=batch_size, max_tokens=max_tokens, **order)
+            dataset = features
+            collate_fn = partial(collate, pad_id=self.tokenizer.pad_token_id, multiple_of=self.pad_to_multiple_of)
+        else:
+            rows = self.max_tokens // self.pack_length
+            sampler = PackedBatchSampler(lengths, self.pack_length, rows, **order)
+            dataset = PackedRows(features)
+            collate_fn = partial(
+                collate_packed, pad_id=self.tokenizer.pad_token_id, num_rows=rows, pack_length=self.pack_length
+            )
         return ResumableDataLoader(
-            features,
+            dataset,
             batch_sampler=sampler,
-            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, multiple_of=self.pad_to_multiple_of),
+            collate_fn=collate_fn,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             # A private generator keeps worker seeding off the global RNG, so resuming doesn't shift it.
@@ -186,6 +211,26 @@ class DialogSumDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(
             prompts, batch_size=self.eval_batch_size, collate_fn=lambda rows: {"prompts": rows}
         )
+
+
+def packing_problems(pack_length: int | None, max_tokens: int | None, max_length: int | None) -> list[str]:
+    """What is wrong with a packing configuration, one line per problem (none when not packing)."""
+    if pack_length is None:
+        return []
+    if pack_length < 1:
+        return [f"data.pack_length={pack_length} must be >= 1, or null (no packing)"]
+    problems = []
+    if max_length is not None and pack_length < max_length:
+        problems.append(
+            f"data.pack_length={pack_length} is shorter than data.max_length={max_length}, so an example may not fit "
+            "a row; raise data.pack_length or lower data.max_length"
+        )
+    if max_tokens is None or max_tokens < pack_length:
+        problems.append(
+            f"data.max_tokens={max_tokens} with data.pack_length={pack_length}: a packed batch is "
+            "max_tokens // pack_length rows; set data.max_tokens to a multiple of data.pack_length"
+        )
+    return problems
 
 
 def oversample(rows: list[Example], weight: float, seed: int) -> list[Example]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 
 from model.loading import LoraArgs, QuantArgs, add_lora, load_base_model
-from model.loss import target_token_loss
+from model.loss import masked_token_loss, target_token_loss
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -24,8 +26,15 @@ class QLoRAModule(L.LightningModule):
         lora: the LoRA adapters.
         gradient_checkpointing: recompute activations in backward; saves memory, costs ~30% speed.
         attn_implementation: attention kernel (``sdpa``, ``eager``, ...); None keeps the model's default.
-        loss_chunk_size: target tokens projected through the output head at once.
-        compile: ``torch.compile`` each decoder layer (CUDA only; ignored on CPU).
+        loss_chunk_size: target tokens (positions, with ``compile: model``) projected through the
+            output head at once.
+        compile: ``torch.compile`` on CUDA (ignored on CPU). ``layers`` (or true) compiles each
+            decoder block, in seconds, for any batch shape. ``model`` compiles the whole loss (masks,
+            decoder, head) into one graph with fixed shapes: pair it with ``data.pack_length``, as
+            every new batch shape recompiles; the loss then runs every position through the head
+            (``masked_token_loss``), also on CPU. false: eager.
+        compile_mode: ``torch.compile``'s ``mode`` (``reduce-overhead`` adds CUDA graphs,
+            ``max-autotune-no-cudagraphs`` tunes kernels); None is its default.
         max_new_tokens: generation bound in ``predict``.
         adapter_dir: where the PEFT adapter is exported at the end of ``fit``; None means
             ``<log_dir>/adapter``.
@@ -42,7 +51,8 @@ class QLoRAModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         attn_implementation: str | None = "sdpa",
         loss_chunk_size: int = 4096,
-        compile: bool = False,
+        compile: bool | Literal["layers", "model"] = False,
+        compile_mode: str | None = None,
         max_new_tokens: int = 96,
         adapter_dir: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
@@ -51,6 +61,8 @@ class QLoRAModule(L.LightningModule):
         super().__init__()
         if dtype not in DTYPES:
             raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if compile not in (False, True, "layers", "model"):
+            raise ValueError(f"model.compile must be false, true, layers or model, got {compile!r}")
         self.model_name = model
         self.dtype_name = dtype
         self.quant = quant or QuantArgs()
@@ -59,6 +71,7 @@ class QLoRAModule(L.LightningModule):
         self.attn_implementation = attn_implementation
         self.loss_chunk_size = loss_chunk_size
         self.compile = compile
+        self.compile_mode = compile_mode
         self.max_new_tokens = max_new_tokens
         self.adapter_dir = adapter_dir
         self.optimizer_factory = optimizer
@@ -66,6 +79,7 @@ class QLoRAModule(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.model = None
         self.tokenizer = None
+        self.compiled_loss = None  # ``loss`` through torch.compile, with ``compile: model`` on CUDA
 
     # ---- building -------------------------------------------------------------------------------
 
@@ -79,12 +93,17 @@ class QLoRAModule(L.LightningModule):
         base = load_base_model(self.model_name, DTYPES[self.dtype_name], self.quant, self.attn_implementation)
         if self.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # Non-reentrant checkpointing needs no gradient on the embeddings; the hook transformers adds
+            # for the reentrant kind (``requires_grad_`` on their output) would split a whole-model graph.
+            base.disable_input_require_grads()
         self.model = add_lora(base, self.lora)
         # from_pretrained returns eval mode and Lightning keeps module modes as it finds them; gradient
         # checkpointing and dropout act only in train mode.
         self.model.train()
-        if self.compile and torch.cuda.is_available():
-            compile_layers(self.decoder)
+        if self.compile == "model" and torch.cuda.is_available():
+            self.compiled_loss = torch.compile(self.loss, mode=self.compile_mode)
+        elif self.compile and torch.cuda.is_available():
+            compile_layers(self.decoder, self.compile_mode)
 
     @property
     def decoder(self) -> torch.nn.Module:
@@ -97,18 +116,46 @@ class QLoRAModule(L.LightningModule):
 
     # ---- the loss -------------------------------------------------------------------------------
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Last hidden states of right-padded ``input_ids``.
+    def forward(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, seq_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Last hidden states of right-padded ``input_ids``, or of packed rows.
 
-        No attention mask is passed: with right padding and causal attention no real token can see
-        a pad, so the fused causal kernel (flash attention) applies and pad positions carry no loss.
+        Unpacked rows get no attention mask: with right padding and causal attention no real token
+        can see a pad, so the fused causal kernel (flash attention) applies and pad positions carry
+        no loss. Packed rows (``seq_ids`` given, see ``datamodules.batching.collate_packed``) get a
+        document-causal mask, so examples sharing a row can't see each other, and their own
+        ``position_ids``.
         """
-        return self.decoder(input_ids=input_ids, use_cache=False).last_hidden_state
+        mask = None if seq_ids is None else document_mask(self.decoder.config, seq_ids, DTYPES[self.dtype_name])
+        return self.decoder(
+            input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+
+    def loss(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        seq_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean cross-entropy of the target tokens; with ``compile: model``, in fixed shapes."""
+        hidden = self(input_ids, position_ids, seq_ids)
+        token_loss = masked_token_loss if self.compile == "model" else target_token_loss
+        return token_loss(hidden, labels, self.head, self.loss_chunk_size)
 
     def model_step(self, batch: dict) -> torch.Tensor:
         """The loss of one batch; shared by training, validation and test."""
-        hidden = self(batch["input_ids"])
-        return target_token_loss(hidden, batch["labels"], self.head, self.loss_chunk_size)
+        loss = self.compiled_loss or self.loss
+        return loss(batch["input_ids"], batch["labels"], batch.get("position_ids"), batch.get("seq_ids"))
+
+    def on_fit_start(self) -> None:
+        data = getattr(self.trainer, "datamodule", None)
+        if self.compile == "model" and data is not None and getattr(data, "pack_length", 0) is None:
+            rank_zero_warn(
+                "model.compile=model without data.pack_length: every new batch shape compiles again; "
+                "set data.pack_length (fixed shapes) or use model.compile=layers"
+            )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.model_step(batch)
@@ -196,7 +243,7 @@ class QLoRAModule(L.LightningModule):
         return folder
 
 
-def compile_layers(decoder: torch.nn.Module) -> None:
+def compile_layers(decoder: torch.nn.Module, mode: str | None = None) -> None:
     """Compile each transformer block in place (regional compilation).
 
     The blocks share one code object, so one compiled graph serves all of them: compilation takes
@@ -204,7 +251,53 @@ def compile_layers(decoder: torch.nn.Module) -> None:
     """
     layers = getattr(decoder, "layers", None)
     if layers is None:
-        decoder.compile()
+        decoder.compile(mode=mode)
         return
     for layer in layers:
-        layer.compile()
+        layer.compile(mode=mode)
+
+
+def document_mask(config, seq_ids: torch.Tensor, dtype: torch.dtype):
+    """The document-causal attention mask of packed rows, in the form the model's attention takes.
+
+    Token ``q`` may attend to token ``k`` of its row when ``k <= q`` and both have the same
+    ``seq_ids`` (padding, -1, attends to the padding before it, so no softmax row is empty). A 4D
+    mask or a BlockMask passed as ``attention_mask`` is used as it is (transformers 5,
+    ``masking_utils._preprocess_mask_arguments``). ``flex_attention`` gets a ``BlockMask``, with which
+    it skips the blocks between documents; it is built here rather than by transformers, whose
+    ``create_block_mask(_compile=True)`` breaks a whole-model graph. The others get transformers'
+    own masks: boolean ``(batch, 1, L, L)`` for ``sdpa``, additive float for ``eager``, and None for
+    ``flash_attention_*``, which find the documents from the ``position_ids``.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+    from transformers.masking_utils import (
+        ALL_MASK_ATTENTION_FUNCTIONS,
+        and_masks,
+        causal_mask_function,
+        packed_sequence_mask_function,
+    )
+
+    batch, length = seq_ids.shape
+    if config._attn_implementation == "flex_attention":
+
+        def same_document(b, h, q, k):
+            return (q >= k) & (seq_ids[b, q] == seq_ids[b, k])
+
+        return create_block_mask(same_document, batch, None, length, length, device=seq_ids.device)
+    try:
+        build = ALL_MASK_ATTENTION_FUNCTIONS[config._attn_implementation]
+    except KeyError:
+        raise ValueError(
+            f"model.attn_implementation={config._attn_implementation!r} has no attention mask for packed rows; "
+            f"use one of {', '.join(ALL_MASK_ATTENTION_FUNCTIONS)}, or set data.pack_length null"
+        ) from None
+    return build(
+        batch_size=batch,
+        q_length=length,
+        kv_length=length,
+        mask_function=and_masks(causal_mask_function, packed_sequence_mask_function(seq_ids)),
+        allow_is_causal_skip=False,
+        dtype=dtype,
+        device=seq_ids.device,
+        config=config,
+    )

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from datamodules.dialogsum import packing_problems
 from model.module import DTYPES
 
 QUANT_TYPES = ("nf4", "fp4")
@@ -75,6 +76,7 @@ def config_problems(config: Any) -> list[str]:
         "data.max_tokens",
         f"must be >= data.max_length ({max_length}) so the longest example fits a batch, or null",
     )
+    problems += packing_problems(_get(config, "data.pack_length"), max_tokens, max_length)
     data = _get(config, "data")
     if data is not None and getattr(data, "dialogsum", "") is None and getattr(data, "enterprise", "") is None:
         problems.append("data.dialogsum and data.enterprise are both null: give at least one data source")
