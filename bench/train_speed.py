@@ -142,8 +142,10 @@ def main() -> None:
         if lines:
             results.append(json.loads(lines[-1][7:]))
         else:
-            tail = proc_out.strip().splitlines()[-3:] or [f"no result within {args.timeout} s"]
-            results.append({"recipe": name, "error": " | ".join(tail)[-300:]})
+            progress = [line for line in proc_out.splitlines() if line.startswith(("training starts", "first step"))]
+            tail = [line for line in proc_out.strip().splitlines()[-3:] if line not in progress]
+            tail = tail or [f"no result within {args.timeout} s"]
+            results.append({"recipe": name, "error": " | ".join(progress + tail)[-400:]})
         print(json.dumps(results[-1]), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(results[-1]) + "\n")
@@ -207,10 +209,15 @@ def run_ours(args, options: dict):
     from model.module import QLoRAModule
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    launched = time.perf_counter()
 
     class StepTimer(L.Callback):
         def __init__(self):
             self.times, self.tokens = [], []
+
+        def on_train_start(self, trainer, module):
+            # Printed as it happens, so a recipe that runs out of time still says how far it got.
+            print(f"training starts {time.perf_counter() - launched:.0f} s after launch (data, model)", flush=True)
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             sync()

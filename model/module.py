@@ -145,8 +145,12 @@ class QLoRAModule(L.LightningModule):
         return token_loss(hidden, labels, self.head, self.loss_chunk_size)
 
     def model_step(self, batch: dict) -> torch.Tensor:
-        """The loss of one batch; shared by training, validation and test."""
-        loss = self.compiled_loss or self.loss
+        """The loss of one batch; shared by training, validation and test.
+
+        With ``compile: model`` only training runs the compiled graph: validation (eval mode, no
+        grad) would compile a second whole-model graph, minutes for a few seconds of eager work.
+        """
+        loss = self.compiled_loss if self.compiled_loss is not None and self.training else self.loss
         return loss(batch["input_ids"], batch["labels"], batch.get("position_ids"), batch.get("seq_ids"))
 
     def on_fit_start(self) -> None:
