@@ -42,9 +42,10 @@ class DialogSumDataModule(L.LightningDataModule):
         max_tokens: cap on padded tokens per batch; short batches then carry more rows.
         eval_batch_size: examples per validation/test/predict batch (predict only, when packing).
         pack_length: pack several examples into rows of this many tokens: every training, validation
-            and test batch is then ``[max_tokens // pack_length, pack_length]`` with per-example
-            ``position_ids`` and ``seq_ids`` (see ``collate_packed``), the shape a whole-model
-            ``model.compile: model`` needs. Must be >= ``max_length``; None pads each example alone.
+            and test batch is then ``[max_tokens // pack_length, pack_length]`` (``batch_size`` and
+            ``eval_batch_size`` don't apply) with per-example ``position_ids`` and ``seq_ids`` (see
+            ``collate_packed``), the fixed shape ``model.compile: model`` needs; ~2% padding on
+            DialogSum at 512. Must be >= ``max_length``; None pads each example alone.
         group_batches: batches per length-sorted group (see ``LengthGroupedBatchSampler``).
         pad_to_multiple_of: round padded lengths up (8 suits tensor cores).
         num_workers: data loader worker processes.
