@@ -6,6 +6,7 @@
 
 Base = the same model with its adapter disabled; both decode the same prompts greedily.
 Reports land in --out (default <run>/eval/<split>): metrics.md, samples.{csv,md,html}, stress.md, report.json.
+python -m eval.rescore <report.json> recomputes the metrics from a report's saved summaries.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
-from eval.metrics import METRICS, MetricArgs, MetricResourceError, check_resources, compute_metrics
-from eval.reports import MODELS, metrics_markdown, sample_rows, write_reports
+from eval.metrics import METRICS, REFERENCES, MetricArgs, MetricResourceError, check_resources
+from eval.reports import MODELS, add_scores, metrics_table, write_reports
 from eval.runner import WEIGHTS, default_stress_path, find_run, generate_pair, load_model, read_examples
 from eval.stress import read_stress, stress_markdown, stress_report
 
@@ -69,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
         "--bertscore_layers", type=int, help="encoder layer (default: bert_score's for the name, else last)"
     )
     met.add_argument("--bertscore_batch_size", type=int, default=32)
+    met.add_argument(
+        "--references",
+        default="best",
+        choices=REFERENCES,
+        help="how ROUGE, METEOR and BERTScore use several references per example: best (default) or mean",
+    )
     p.add_argument("--out", help="report folder (default <run>/eval/<split>)")
     return p
 
@@ -96,6 +103,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             bertscore_layers=args.bertscore_layers,
             bertscore_batch_size=args.bertscore_batch_size,
             device=None if args.device == "auto" else args.device,
+            references=args.references,
         )
     except ValueError as err:  # an unknown metric name
         sys.exit(f"error: {err}")
@@ -148,27 +156,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "metrics": {},
         "per_example": [],
     }
-    rows = []
-    if examples:
-        references = [list(e.summaries) for e in examples]
-        scores = {}
-        for key in MODELS:
-            report["metrics"][key], scores[key] = compute_metrics(summaries[key], references, metric_args)
-        from eval.reports import improvements
-
-        report["improvement"] = improvements(report["metrics"]["base"], report["metrics"]["fine_tuned"])
-        rows = sample_rows(examples, summaries, scores)
-        report["per_example"] = [
-            {
-                "id": e.id,
-                "source": e.source,
-                "dialogue": e.dialogue,
-                "references": list(e.summaries),
-                **{k: summaries[k][i] for k in MODELS},
-                "scores": {k: scores[k][i] for k in MODELS},
-            }
-            for i, e in enumerate(examples)
-        ]
+    rows = add_scores(report, examples, summaries, metric_args) if examples else []
     stress_md = None
     if stress:
         report["stress"] = stress_report(stress, stress_summaries)
@@ -177,7 +165,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     report["timings_s"] = {**loaded.timings, "total": time.perf_counter() - started}
     files = write_reports(out_dir, report, rows, stress_md)
     if examples:
-        print(metrics_markdown(report["metrics"]["base"], report["metrics"]["fine_tuned"], title))
+        print(metrics_table(report))
     if stress:
         rates = report["stress"]["pass_rate"]
         print(f"stress test: base {rates['base']:.1f}% passed, fine-tuned {rates['fine_tuned']:.1f}% passed")

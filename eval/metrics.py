@@ -1,16 +1,19 @@
 """Summary metrics against one or more human references: ROUGE, BLEU, METEOR, BERTScore, length ratio.
 
 Every score is on a 0-100 scale except ``length_ratio``. How several references per example are
-used (DialogSum's test split has three):
+used (DialogSum's test split has three) is the ``references`` setting for ROUGE, METEOR and
+BERTScore: each example is scored against each of its references, then those scores are combined
+per example by ``best`` (the maximum: the best-matching reference counts; the default) or ``mean``
+(their average), then averaged over examples.
 
-- ROUGE-1/2/L/Lsum: F-measure of the best-matching reference per example (``rouge_score``'s
-  ``score_multi``), with Porter stemming, averaged over examples. Lsum splits sentences at
-  ``.``/``!``/``?`` followed by whitespace (a regex; nltk's punkt is not needed).
+- ROUGE-1/2/L/Lsum: ``rouge_score`` F-measure with Porter stemming; ``best`` equals
+  ``score_multi``. Lsum splits sentences at ``.``/``!``/``?`` followed by whitespace (a regex;
+  nltk's punkt is not needed).
 - BLEU: sacrebleu's corpus BLEU with every reference as its own stream (examples with fewer
-  references leave their slot empty, which sacrebleu skips).
-- METEOR: nltk's multi-reference METEOR (the best reference per example), with WordNet synonyms,
-  averaged over examples.
-- BERTScore: F1 of the best-matching reference per example (``bert_score``), averaged.
+  references leave their slot empty, which sacrebleu skips); ``references`` does not apply.
+- METEOR: nltk's single-reference METEOR with WordNet synonyms; ``best`` equals nltk's
+  multi-reference score.
+- BERTScore: F1 from ``bert_score``; ``best`` equals bert_score's multi-reference score.
 - length_ratio: words generated / words in the human summaries (each example's references
   averaged), over the whole set: 1.0 is as long as the humans wrote, 2.0 twice as long.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import fmean
 
@@ -30,6 +34,9 @@ METRICS = ("rouge", "bleu", "meteor", "bertscore", "length")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # Every number compute_metrics returns, in report order.
 SCORE_NAMES = (*ROUGE_KEYS, "bleu", "meteor", "bertscore_f1", "length_ratio")
+# How an example's per-reference scores become its score (the ``references`` setting).
+COMBINE: dict[str, Callable[[list[float]], float]] = {"best": max, "mean": fmean}
+REFERENCES = tuple(COMBINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
@@ -50,6 +57,8 @@ class MetricArgs:
             layer for known names and the last layer for a local folder.
         bertscore_batch_size: sentences per encoder batch.
         device: where the encoder runs; None picks CUDA when available.
+        references: how ROUGE, METEOR and BERTScore combine an example's references: ``best``
+            (the best-matching one's score) or ``mean`` (the average over all of them).
     """
 
     metrics: list[str] = field(default_factory=lambda: list(METRICS))
@@ -57,11 +66,14 @@ class MetricArgs:
     bertscore_layers: int | None = None
     bertscore_batch_size: int = 32
     device: str | None = None
+    references: str = "best"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown:
             raise ValueError(f"unknown metrics {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        if self.references not in COMBINE:
+            raise ValueError(f"unknown references {self.references!r}; choose from {', '.join(REFERENCES)}")
 
 
 def check_resources(args: MetricArgs) -> None:
@@ -83,7 +95,7 @@ def compute_metrics(
     Args:
         predictions: one generated summary per example.
         references: the human summaries of each example (one or more).
-        args: which metrics, and the BERTScore encoder.
+        args: which metrics, how references combine, and the BERTScore encoder.
     """
     args = args or MetricArgs()
     if len(predictions) != len(references):
@@ -93,16 +105,14 @@ def compute_metrics(
     corpus: dict[str, float] = {}
     rows: list[dict[str, float]] = [{} for _ in predictions]
     if "rouge" in args.metrics:
-        _add_column(corpus, rows, rouge_scores(predictions, references))
+        _add_column(corpus, rows, rouge_scores(predictions, references, args.references))
     if "bleu" in args.metrics:
         corpus["bleu"] = bleu_score(predictions, references)
     if "meteor" in args.metrics:
-        _add_column(corpus, rows, [{"meteor": s} for s in meteor_scores(predictions, references)])
+        meteor = meteor_scores(predictions, references, args.references)
+        _add_column(corpus, rows, [{"meteor": s} for s in meteor])
     if "bertscore" in args.metrics:
-        f1 = bertscore_f1(
-            predictions, references, args.bertscore_model, args.bertscore_layers, args.bertscore_batch_size, args.device
-        )
-        _add_column(corpus, rows, [{"bertscore_f1": s} for s in f1])
+        _add_column(corpus, rows, [{"bertscore_f1": s} for s in bertscore_scores(predictions, references, args)])
     if "length" in args.metrics:
         corpus["length_ratio"] = length_ratio(predictions, references)
         for row, pred, refs in zip(rows, predictions, references, strict=True):
@@ -110,12 +120,13 @@ def compute_metrics(
     return corpus, rows
 
 
-def rouge_scores(predictions: list[str], references: list[list[str]]) -> list[dict[str, float]]:
-    """ROUGE-1/2/L/Lsum F-measure (x100) per example, the best reference counting.
+def rouge_scores(predictions: list[str], references: list[list[str]], combine: str = "best") -> list[dict[str, float]]:
+    """ROUGE-1/2/L/Lsum F-measure (x100) per example, its references combined by ``combine``.
 
     Args:
         predictions: one generated summary per example.
         references: the human summaries of each example.
+        combine: ``best`` (the best-matching reference's F-measure, per key) or ``mean``.
     """
     from rouge_score.rouge_scorer import RougeScorer
 
@@ -123,8 +134,8 @@ def rouge_scores(predictions: list[str], references: list[list[str]]) -> list[di
     out = []
     for pred, refs in zip(predictions, references, strict=True):
         # One sentence a line: rougeLsum reads sentences from newlines; the other keys ignore them.
-        best = scorer.score_multi([split_sentences(r) for r in refs], split_sentences(pred))
-        out.append({key: 100 * best[key].fmeasure for key in ROUGE_KEYS})
+        each = [scorer.score(split_sentences(r), split_sentences(pred)) for r in refs]
+        out.append({key: COMBINE[combine]([100 * s[key].fmeasure for s in each]) for key in ROUGE_KEYS})
     return out
 
 
@@ -152,22 +163,66 @@ def bleu_score(predictions: list[str], references: list[list[str]]) -> float:
     return float(sacrebleu.corpus_bleu(predictions, ref_streams).score)
 
 
-def meteor_scores(predictions: list[str], references: list[list[str]]) -> list[float]:
-    """nltk METEOR (x100) per example, the best reference counting; needs WordNet (``NLTK_DATA``).
+def meteor_scores(predictions: list[str], references: list[list[str]], combine: str = "best") -> list[float]:
+    """nltk METEOR (x100) per example, its references combined by ``combine``; needs WordNet (``NLTK_DATA``).
 
     Args:
         predictions: one generated summary per example.
         references: the human summaries of each example.
+        combine: ``best`` (the best-matching reference's score, as nltk's multi-reference METEOR) or ``mean``.
     """
     problems = _check_wordnet()
     if problems:
         raise MetricResourceError(problems[0])
-    from nltk.translate.meteor_score import meteor_score
+    from nltk.translate.meteor_score import single_meteor_score
 
     return [
-        100 * meteor_score([words(r) for r in refs], words(pred)) if pred.strip() else 0.0
+        COMBINE[combine]([100 * single_meteor_score(words(r), words(pred)) for r in refs]) if pred.strip() else 0.0
         for pred, refs in zip(predictions, references, strict=True)
     ]
+
+
+def bertscore_scores(predictions: list[str], references: list[list[str]], args: MetricArgs) -> list[float]:
+    """BERTScore F1 (x100) per example, its references combined by ``args.references``.
+
+    Every (prediction, reference) pair is scored in one encoder pass, as bert_score does for a
+    multi-reference call, so ``best`` gives bert_score's own multi-reference F1.
+
+    Args:
+        predictions: one generated summary per example.
+        references: the human summaries of each example.
+        args: the encoder, its layer, batch size and device, and ``references``.
+    """
+    pairs = [(pred, ref) for pred, refs in zip(predictions, references, strict=True) for ref in refs]
+    f1 = bertscore_f1(
+        [p for p, _ in pairs],
+        [[r] for _, r in pairs],
+        args.bertscore_model,
+        args.bertscore_layers,
+        args.bertscore_batch_size,
+        args.device,
+    )
+    out, start = [], 0
+    for refs in references:
+        out.append(COMBINE[args.references](f1[start : start + len(refs)]))
+        start += len(refs)
+    return out
+
+
+def describe_references(combine: str) -> str:
+    """One line telling a reader of a metrics table how its scores used several references.
+
+    Args:
+        combine: the ``references`` setting, ``best`` or ``mean``.
+    """
+    how = {
+        "best": "each example's best-matching reference (the maximum over its references)",
+        "mean": "the mean over each example's references",
+    }[combine]
+    return (
+        f"References: ROUGE, METEOR and BERTScore take {how}, averaged over examples; "
+        "BLEU is multi-reference corpus BLEU."
+    )
 
 
 def words(text: str) -> list[str]:

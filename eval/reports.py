@@ -1,4 +1,8 @@
-"""Writing the base-vs-fine-tuned reports: metrics table, side-by-side samples (CSV, Markdown, HTML), JSON."""
+"""Scoring both models and writing the reports: metrics table, side-by-side samples (CSV, Markdown, HTML), JSON.
+
+``python -m eval`` (after generating) and ``python -m eval.rescore`` (from a saved report.json)
+both call :func:`add_scores`, then :func:`write_reports`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import json
 from pathlib import Path
 
 from datamodules.sources import Example
-from eval.metrics import SCORE_NAMES
+from eval.metrics import SCORE_NAMES, MetricArgs, compute_metrics, describe_references
 
 MODELS = {"base": "Base", "fine_tuned": "Fine-tuned"}
 TITLES = {
@@ -23,6 +27,40 @@ TITLES = {
 }
 # Scores shown per example next to the summaries.
 SAMPLE_SCORES = ("rougeL", "meteor", "bertscore_f1", "length_ratio")
+
+
+def add_scores(
+    report: dict, examples: list[Example], summaries: dict[str, list[str]], metric_args: MetricArgs
+) -> list[dict]:
+    """Score each model's summaries into ``report`` and return the side-by-side rows.
+
+    Fills ``metrics`` (corpus scores per model), ``improvement`` and ``per_example`` (each
+    example's dialogue, references, summaries and scores: all that rescoring needs).
+
+    Args:
+        report: the report being built; its other keys are left alone.
+        examples: the evaluated examples, with their references.
+        summaries: model key (``base``, ``fine_tuned``) -> one summary per example.
+        metric_args: which metrics, and how references combine.
+    """
+    references = [list(e.summaries) for e in examples]
+    scores = {}
+    report["metrics"] = {}
+    for key in MODELS:
+        report["metrics"][key], scores[key] = compute_metrics(summaries[key], references, metric_args)
+    report["improvement"] = improvements(report["metrics"]["base"], report["metrics"]["fine_tuned"])
+    report["per_example"] = [
+        {
+            "id": e.id,
+            "source": e.source,
+            "dialogue": e.dialogue,
+            "references": list(e.summaries),
+            **{k: summaries[k][i] for k in MODELS},
+            "scores": {k: scores[k][i] for k in MODELS},
+        }
+        for i, e in enumerate(examples)
+    ]
+    return sample_rows(examples, summaries, scores)
 
 
 def improvements(base: dict[str, float], tuned: dict[str, float]) -> dict[str, dict[str, float | None]]:
@@ -59,6 +97,22 @@ def metrics_markdown(base: dict[str, float], tuned: dict[str, float], header: st
     if "length_ratio" in base:
         lines += ["", "Scores are 0-100. Length ratio: words generated / words in the human summaries (1.0 = as long)."]
     return "\n".join(lines) + "\n"
+
+
+def metrics_table(report: dict) -> str:
+    """metrics.md for ``report``: its title, how several references were used, then the table.
+
+    Args:
+        report: with ``title``, ``metrics`` per model and ``settings.metric_args.references``
+            (reports written before that setting existed used ``best``).
+    """
+    corpus = report.get("metrics", {})
+    base, tuned = corpus.get("base", {}), corpus.get("fine_tuned", {})
+    header = [report.get("title", "")]
+    if {"rouge1", "meteor", "bertscore_f1"} & set(base):
+        combine = report.get("settings", {}).get("metric_args", {}).get("references", "best")
+        header.append(describe_references(combine))
+    return metrics_markdown(base, tuned, "\n".join(line for line in header if line))
 
 
 def sample_rows(examples: list[Example], summaries: dict[str, list[str]], scores: dict[str, list[dict]]) -> list[dict]:
@@ -148,8 +202,7 @@ def write_reports(out_dir: Path, report: dict, rows: list[dict], stress_md: str 
         "markdown": out_dir / "samples.md",
         "html": out_dir / "samples.html",
     }
-    corpus = report.get("metrics", {})
-    table = metrics_markdown(corpus.get("base", {}), corpus.get("fine_tuned", {}), report.get("title", ""))
+    table = metrics_table(report)
     files["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     files["metrics"].write_text(table, encoding="utf-8")
     if rows:

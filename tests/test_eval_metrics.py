@@ -70,6 +70,17 @@ def test_rouge_takes_the_best_reference_per_example_then_averages():
     assert rows[1]["rouge1"] == 0.0
 
 
+def test_rouge_mean_averages_every_reference_then_the_examples():
+    # Against "the cat sat": R1 = R2 = 100. Against "the dog ran": 1 of 3 unigrams (33.3), no bigram (0).
+    refs = [["the cat sat", "the dog ran"], ["a dog"]]
+    corpus, rows = compute_metrics(["the cat sat", "a dog"], refs, MetricArgs(metrics=["rouge"], references="mean"))
+    assert rows[0]["rouge1"] == pytest.approx((100 + 100 / 3) / 2)
+    assert rows[0]["rouge2"] == pytest.approx(50.0)
+    assert corpus["rouge1"] == pytest.approx(((100 + 100 / 3) / 2 + 100) / 2)
+    best, _ = compute_metrics(["the cat sat", "a dog"], refs, MetricArgs(metrics=["rouge"]))
+    assert best["rouge1"] == pytest.approx(100.0)  # the default still takes the best reference
+
+
 # ---- BLEU --------------------------------------------------------------------------------------
 
 
@@ -110,6 +121,21 @@ def test_meteor_matches_wordnet_synonyms_and_takes_the_best_reference():
     best = meteor_scores(["the cat sat"], [["a dog ran", "the cat sat"]])[0]
     assert best == pytest.approx(100 * (1 - 0.5 / 27))
     assert meteor_scores([""], [["the cat"]]) == [0.0]
+
+
+def test_meteor_mean_averages_every_reference():
+    # The two by-hand cases above, as the two references of one example.
+    exact, longer = 100 * (1 - 0.5 / 27), 100 * 0.75 / (0.9 + 0.075) * (1 - 0.5 / 27)
+    corpus, rows = compute_metrics(
+        ["the cat sat"], [["the cat sat", "the cat sat down"]], MetricArgs(metrics=["meteor"], references="mean")
+    )
+    assert rows[0]["meteor"] == pytest.approx((exact + longer) / 2) and corpus["meteor"] == rows[0]["meteor"]
+    assert meteor_scores(["the cat sat"], [["the cat sat", "the cat sat down"]]) == [pytest.approx(exact)]
+
+
+def test_unknown_reference_aggregation_names_the_choices():
+    with pytest.raises(ValueError, match="unknown references 'worst'; choose from best, mean"):
+        MetricArgs(references="worst")
 
 
 def test_missing_wordnet_is_one_line_naming_nltk_data(tmp_path):
@@ -157,6 +183,14 @@ def test_bertscore_matches_greedy_matching_by_hand_and_takes_best_reference():
     assert rows[0]["bertscore_f1"] == pytest.approx(bertscore_by_hand(pred, ref), abs=0.05)
     assert rows[1]["bertscore_f1"] == pytest.approx(100.0, abs=0.01)
     assert corpus["bertscore_f1"] == pytest.approx((rows[0]["bertscore_f1"] + 100) / 2)
+
+
+def test_bertscore_mean_averages_every_reference():
+    pred, other = "Tom will call the dentist tomorrow.", "It rained all day."
+    for how, expected in (("mean", (100 + bertscore_by_hand(pred, other)) / 2), ("best", 100.0)):
+        args = MetricArgs(["bertscore"], str(MINILM), bertscore_layers=6, device="cpu", references=how)
+        _, rows = compute_metrics([pred], [[other, pred]], args)
+        assert rows[0]["bertscore_f1"] == pytest.approx(expected, abs=0.05), how
 
 
 def test_bertscore_layers_default_to_a_local_folders_last(monkeypatch):

@@ -1,0 +1,97 @@
+"""``python -m eval.rescore`` on a report written by the eval's own scoring and writing code (no model)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from statistics import fmean
+
+import pytest
+from conftest import DIALOGSUM, ROOT
+from test_eval_metrics import wordnet  # noqa: F401  (autouse: METEOR finds WordNet)
+
+from datamodules.sources import load_split
+from eval.metrics import MetricArgs, rouge_scores
+from eval.reports import MODELS, add_scores, write_reports
+from eval.rescore import main
+from eval.stress import read_stress, stress_markdown, stress_report
+
+N = 5
+
+
+@pytest.fixture
+def report_path(tmp_path):
+    """A report.json of 5 DialogSum test dialogues (3 references each) and 2 stress scenarios, as eval writes it."""
+    examples = load_split(str(DIALOGSUM), "test", "dialogsum")[:N]
+    # Stand-in summaries: base rambles (the dialogue's first turn), fine-tuned paraphrases a reference.
+    summaries = {
+        "base": [e.dialogue.splitlines()[0] for e in examples],
+        "fine_tuned": [" ".join(e.summaries[2].split()[:12]) for e in examples],
+    }
+    args = MetricArgs(metrics=["rouge", "bleu", "meteor", "length"])
+    report = {"title": "tiny: base vs fine-tuned on test", "settings": {"metric_args": asdict(args)}}
+    rows = add_scores(report, examples, summaries, args)
+    stress = read_stress(ROOT / "data" / "enterprise" / "stress.jsonl")[:2]
+    report["stress"] = stress_report(stress, {"base": ["nothing", "nothing"], "fine_tuned": ["x", "y"]})
+    out = tmp_path / "eval" / "test"
+    write_reports(out, report, rows, stress_markdown(report["stress"], MODELS))
+    return out / "report.json"
+
+
+def test_same_settings_reproduce_every_score_and_write_every_file(report_path):
+    before = report_path.read_bytes()
+    original = json.loads(before)
+    new = main([str(report_path)])
+    out = report_path.parent / "rescored-best"
+    assert new["metrics"] == original["metrics"]  # exactly: same summaries, references and settings
+    assert [e["scores"] for e in new["per_example"]] == [e["scores"] for e in original["per_example"]]
+    assert report_path.read_bytes() == before  # the input report is left alone
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["metrics"] == original["metrics"] and saved["settings"]["rescored_from"] == str(report_path)
+    assert (out / "stress.md").read_text() == (report_path.parent / "stress.md").read_text()
+    assert (out / "metrics.md").read_text() == (report_path.parent / "metrics.md").read_text()
+    assert "best-matching reference" in (out / "metrics.md").read_text()
+    with open(out / "samples.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["dialogue"] for r in rows] == [e["dialogue"] for e in original["per_example"]]
+    assert (out / "samples.html").read_text().count("<details>") == N
+
+
+def test_mean_references_rescore_averages_each_reference(report_path, tmp_path):
+    original = json.loads(report_path.read_text())
+    new = main([str(report_path), "--references", "mean", "--metrics", "rouge,bleu"])
+    out = report_path.parent / "rescored-mean"
+    by_hand = [
+        fmean(s["rouge1"] for s in rouge_scores([e["fine_tuned"]] * 3, [[r] for r in e["references"]]))
+        for e in original["per_example"]
+    ]
+    assert [e["scores"]["fine_tuned"]["rouge1"] for e in new["per_example"]] == pytest.approx(by_hand)
+    assert new["metrics"]["fine_tuned"]["rouge1"] == pytest.approx(fmean(by_hand))
+    assert new["metrics"]["fine_tuned"]["rouge1"] < original["metrics"]["fine_tuned"]["rouge1"]  # mean < best here
+    assert new["metrics"]["fine_tuned"]["bleu"] == original["metrics"]["fine_tuned"]["bleu"]  # BLEU: no aggregation
+    assert set(new["metrics"]["base"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"}
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["settings"]["metric_args"]["references"] == "mean"
+    assert "take the mean over each example's references" in (out / "metrics.md").read_text()
+    main([str(out / "report.json"), "--out", str(tmp_path / "again")])  # a rescored report rescoring itself
+    assert json.loads((tmp_path / "again" / "report.json").read_text())["metrics"] == new["metrics"]
+
+
+def test_bad_inputs_fail_in_one_line(report_path, tmp_path):
+    (tmp_path / "notes.json").write_text("not json")
+    (tmp_path / "other.json").write_text(json.dumps({"title": "x", "per_example": []}))
+    entry = {"id": "a", "base": "b"}
+    (tmp_path / "partial.json").write_text(json.dumps({"per_example": [{**entry, "references": ["r"]}, entry]}))
+    cases = {
+        (str(tmp_path / "missing.json"),): "no such file",
+        (str(tmp_path / "notes.json"),): "not JSON",
+        (str(tmp_path / "other.json"),): "no per_example entries",
+        (str(tmp_path / "partial.json"),): "per_example[0] lacks fine_tuned",
+        (str(report_path), "--metrics", "rouge,blue"): "unknown metrics blue",
+        (str(report_path), "--out", str(report_path.parent)): "holds the input report",
+    }
+    for argv, expected in cases.items():
+        with pytest.raises(SystemExit) as err:
+            main(list(argv))
+        assert expected in str(err.value) and "\n" not in str(err.value), (argv, err.value)
