@@ -15,6 +15,8 @@ End tokens are checked every few steps, not after each, so the GPU does not wait
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from datamodules.batching import collate
@@ -217,8 +219,15 @@ class StaticDecoder:
             self.advance()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):  # records the kernels without running them
-            self.advance()
+        try:
+            with torch.cuda.graph(graph):  # records the kernels without running them: no state changes
+                self.advance()
+        except RuntimeError as err:  # e.g. a model whose forward waits on the GPU; the eager step still works
+            warnings.warn(
+                f"decoder='graphed': capturing the decode step failed ({err}); decoding eagerly", stacklevel=2
+            )
+            self.decoder = "static"
+            return
         self.graph = graph
 
 

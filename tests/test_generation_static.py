@@ -7,6 +7,7 @@ Exact equality holds in float32; in bfloat16 two correct decoders may still part
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -96,21 +97,18 @@ def test_static_decoder_on_other_architectures(tokenizer, prompts, build):
 
 def tiny_lora_model(tiny_phi: str, tokenizer):
     """``load_model``'s result for the tiny Phi: 4-bit base dequantized, LoRA with a random B (float32 here)."""
+    from test_eval_dense import tiny_qlora
+
     from datamodules.encoding import PromptEncoder
     from datamodules.prompts import PromptFormat
     from eval.dense import dequantize_4bit_layers
     from eval.runner import LoadedModel
-    from test_eval_dense import tiny_qlora
 
     model = tiny_qlora(tiny_phi)
     dequantize_4bit_layers(model, torch.bfloat16)
     model.float()
 
-    class Module:  # what generate_pair uses of QLoRAModule
-        pass
-
-    module = Module()
-    module.model, module.tokenizer = model, tokenizer
+    module = SimpleNamespace(model=model, tokenizer=tokenizer)  # what generate_pair uses of QLoRAModule
     return LoadedModel(module, PromptEncoder(tokenizer, PromptFormat(), 512))
 
 
