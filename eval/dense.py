@@ -4,6 +4,8 @@
 which on CPU makes a 135M-parameter model crawl. Dequantizing once gives the very weights the
 adapter was trained on (NF4 values times their scales, in ``dtype``) as ordinary ``nn.Linear``
 layers, so the base (adapter disabled) and the fine-tuned model both decode at dense speed.
+Merging can wait: :func:`detach_lora` takes the LoRA wrappers off for the base pass and folds the
+adapter in afterwards, into the same tensors, so both passes run through the same modules.
 """
 
 from __future__ import annotations
