@@ -169,14 +169,15 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
         attn_implementation=cfg.get("attn_implementation", "sdpa"),
         max_new_tokens=cfg.get("max_new_tokens", 96),
     )
-    module.configure_model()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):  # the weights load, and are quantized, on the device (not on the CPU first)
+        module.configure_model()
     if run.adapter:
         load_adapter_folder(module, run.adapter)
     elif run.ckpt_path:
         checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)  # our own file
         module.load_state_dict(checkpoint["state_dict"])
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     module.to(device)
     if weights != "4bit":
         dequantize_4bit_layers(module.model, DTYPES[module.dtype_name])
