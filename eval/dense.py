@@ -4,6 +4,8 @@
 which on CPU makes a 135M-parameter model crawl. Dequantizing once gives the very weights the
 adapter was trained on (NF4 values times their scales, in ``dtype``) as ordinary ``nn.Linear``
 layers, so the base (adapter disabled) and the fine-tuned model both decode at dense speed.
+Merging can wait: :func:`detach_lora` takes the LoRA wrappers off for the base pass and folds the
+adapter in afterwards, into the same tensors, so both passes run through the same modules.
 """
 
 from __future__ import annotations
@@ -41,7 +43,56 @@ def dequantize_4bit_layers(model: torch.nn.Module, dtype: torch.dtype) -> int:
     return replaced
 
 
+class DetachedLora:
+    """LoRA updates taken off their layers by :func:`detach_lora`, folded into the dense weights later, in place.
+
+    Args:
+        layers: each dense layer with its adapter's ``A`` and ``B`` weights and scaling.
+    """
+
+    def __init__(self, layers: list[tuple[torch.nn.Linear, torch.Tensor, torch.Tensor, float]]) -> None:
+        self.layers = layers
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Add ``scaling * B @ A`` to each dense weight (in its own storage; merging twice is an error)."""
+        if self.layers is None:
+            raise RuntimeError("the adapter is already merged")
+        for dense, lora_a, lora_b, scaling in self.layers:
+            delta = lora_b.float() @ lora_a.float()
+            merged = dense.weight.float() + scaling * delta.to(dense.weight.device)
+            dense.weight.copy_(merged.to(dense.weight.dtype))
+        self.layers = None
+
+
 @torch.no_grad()
+def detach_lora(model: torch.nn.Module, adapter: str = "default") -> tuple[torch.nn.Module, DetachedLora]:
+    """Replace each LoRA wrapper by its dense base layer, keeping the adapter's weights aside.
+
+    The returned base model computes what the PEFT model computes with its adapter disabled. After
+    ``DetachedLora.merge`` the same modules, with the same weight tensors, compute the fine-tuned
+    model: a decoder compiled for the base pass serves the fine-tuned pass without recompiling.
+
+    Args:
+        model: a PEFT model whose LoRA layers wrap dense ``nn.Linear`` layers.
+        adapter: the adapter to keep.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = []
+    for parent in list(base.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, LoraLayer) or adapter not in child.lora_A:
+                continue
+            dense = child.get_base_layer()
+            if not isinstance(dense, torch.nn.Linear) or getattr(child, "fan_in_fan_out", False):
+                raise TypeError(f"{name}: can only merge LoRA into a dense nn.Linear; dequantize the base first")
+            layers.append((dense, child.lora_A[adapter].weight, child.lora_B[adapter].weight, child.scaling[adapter]))
+            setattr(parent, name, dense)
+    return base, DetachedLora(layers)
+
+
 def merge_lora_into_dense(model: torch.nn.Module, adapter: str = "default") -> torch.nn.Module:
     """Fold each LoRA update ``scaling * B @ A`` into its dense base weight and drop the LoRA wrappers.
 
@@ -52,18 +103,6 @@ def merge_lora_into_dense(model: torch.nn.Module, adapter: str = "default") -> t
         model: a PEFT model whose LoRA layers wrap dense ``nn.Linear`` layers.
         adapter: the adapter to merge.
     """
-    from peft.tuners.lora import LoraLayer
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for parent in list(base.modules()):
-        for name, child in list(parent.named_children()):
-            if not isinstance(child, LoraLayer) or adapter not in child.lora_A:
-                continue
-            dense = child.get_base_layer()
-            if not isinstance(dense, torch.nn.Linear) or getattr(child, "fan_in_fan_out", False):
-                raise TypeError(f"{name}: can only merge LoRA into a dense nn.Linear; dequantize the base first")
-            delta = child.lora_B[adapter].weight.float() @ child.lora_A[adapter].weight.float()
-            merged = dense.weight.float() + child.scaling[adapter] * delta.to(dense.weight.device)
-            dense.weight.copy_(merged.to(dense.weight.dtype))
-            setattr(parent, name, dense)
+    base, lora = detach_lora(model, adapter)
+    lora.merge()
     return base

@@ -169,14 +169,15 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
         attn_implementation=cfg.get("attn_implementation", "sdpa"),
         max_new_tokens=cfg.get("max_new_tokens", 96),
     )
-    module.configure_model()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):  # the weights load, and are quantized, on the device (not on the CPU first)
+        module.configure_model()
     if run.adapter:
         load_adapter_folder(module, run.adapter)
     elif run.ckpt_path:
         checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)  # our own file
         module.load_state_dict(checkpoint["state_dict"])
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     module.to(device)
     if weights != "4bit":
         dequantize_4bit_layers(module.model, DTYPES[module.dtype_name])
@@ -220,13 +221,19 @@ def load_adapter_folder(module, folder: Path) -> None:
 
 
 def generate_pair(
-    loaded: LoadedModel, prompts: list[list[int]], max_new_tokens: int, batch_size: int, progress: bool = True
+    loaded: LoadedModel,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    progress: bool = True,
+    decoder: str = "auto",
 ) -> tuple[list[str], list[str]]:
     """Base and fine-tuned summaries of the same prompts with the same greedy decoding.
 
-    The base is the fine-tuned model with its adapter disabled. With ``merged`` weights the adapter
-    is folded into the dense base after the base summaries are made, so the fine-tuned pass runs
-    without LoRA's extra matmuls.
+    The base is the fine-tuned model with its adapter disabled. With ``merged`` weights the LoRA
+    wrappers are taken off the dense base for the base pass and the adapter is then folded into the
+    same weight tensors, so the fine-tuned pass runs without LoRA's extra matmuls, through the very
+    modules (and compiled decode step) of the base pass.
 
     Args:
         loaded: the model from :func:`load_model`.
@@ -234,6 +241,7 @@ def generate_pair(
         max_new_tokens: the most tokens a summary may have.
         batch_size: prompts decoded together.
         progress: show a progress bar.
+        decoder: see ``model.generation.DECODERS``; ``auto`` compiles a static-cache decoder on CUDA.
     """
     from model.generation import generate_summaries
 
@@ -241,19 +249,27 @@ def generate_pair(
     if loaded.merged:
         raise RuntimeError("the adapter is already merged into the base; reload the model to make base summaries again")
     start = time.perf_counter()
-    with module.model.disable_adapter():
-        base = generate_summaries(
-            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base"
-        )
-    loaded.timings["base_generate_s"] = time.perf_counter() - start
     if loaded.weights == "merged":
-        from eval.dense import merge_lora_into_dense
+        from eval.dense import detach_lora
 
-        module.model = merge_lora_into_dense(module.model)
+        module.model, lora = detach_lora(module.model)
         loaded.merged = True
+        base = generate_summaries(
+            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base", decoder
+        )
+        loaded.timings["base_generate_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        lora.merge()
+        loaded.timings["merge_s"] = time.perf_counter() - start
+    else:
+        with module.model.disable_adapter():
+            base = generate_summaries(
+                module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base", decoder
+            )
+        loaded.timings["base_generate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     tuned = generate_summaries(
-        module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "fine-tuned"
+        module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "fine-tuned", decoder
     )
     loaded.timings["tuned_generate_s"] = time.perf_counter() - start
     return base, tuned
