@@ -56,6 +56,18 @@ RECIPES = {
         "ours",
         {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": False},
     ),
+    "ours-packed-layers-nodrop": (
+        "ours",
+        {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
+    ),
+    "ours-packed-layers-ckpt": (
+        "ours",
+        {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": True, "dropout": 0.0},
+    ),
+    "ours-packed-layers-8k": (
+        "ours",
+        {"compile": "layers", "max_tokens": 8192, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
+    ),
     "ours-packed": ("ours", {"compile": "model", "max_tokens": 16384, "pack_length": 512, "checkpointing": False}),
     "ours-packed-nodrop": (
         "ours",
