@@ -64,6 +64,10 @@ RECIPES = {
         "ours",
         {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": True, "dropout": 0.0},
     ),
+    "ours-packed-layers-ckpt-24k": (
+        "ours",
+        {"compile": "layers", "max_tokens": 24576, "pack_length": 512, "checkpointing": True, "dropout": 0.0},
+    ),
     "ours-packed-layers-8k": (
         "ours",
         {"compile": "layers", "max_tokens": 8192, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
