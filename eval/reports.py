@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from datamodules.sources import Example
-from eval.metrics import SCORE_NAMES, MetricArgs, compute_metrics, describe_references
+from eval.metrics import SCORE_NAMES, MetricArgs, bleu_score, compute_metrics, describe_references, length_ratio
 
 MODELS = {"base": "Base", "fine_tuned": "Fine-tuned"}
 TITLES = {
@@ -34,8 +34,9 @@ def add_scores(
 ) -> list[dict]:
     """Score each model's summaries into ``report`` and return the side-by-side rows.
 
-    Fills ``metrics`` (corpus scores per model), ``improvement`` and ``per_example`` (each
-    example's dialogue, references, summaries and scores: all that rescoring needs).
+    Fills ``metrics`` (corpus scores per model), ``improvement``, ``per_example`` (each
+    example's dialogue, references, summaries and scores: all that rescoring needs) and, when the
+    examples come from more than one source, ``metrics_by_source`` (source -> model -> scores).
 
     Args:
         report: the report being built; its other keys are left alone.
@@ -60,7 +61,50 @@ def add_scores(
         }
         for i, e in enumerate(examples)
     ]
+    sources = list(dict.fromkeys(e.source for e in examples))
+    report.pop("metrics_by_source", None)
+    if len(sources) > 1:
+        report["metrics_by_source"] = {
+            source: source_scores(examples, summaries, scores, source, metric_args) for source in sources
+        }
     return sample_rows(examples, summaries, scores)
+
+
+def source_scores(
+    examples: list[Example],
+    summaries: dict[str, list[str]],
+    scores: dict[str, list[dict]],
+    source: str,
+    metric_args: MetricArgs,
+) -> dict[str, dict[str, float]]:
+    """Corpus scores of each model on the examples of one source, from the per-example scores.
+
+    Per-example metrics (ROUGE, METEOR, BERTScore) are averaged over the source's examples; the
+    set-level ones (BLEU, length ratio) are computed again on them, so each equals what an
+    evaluation of that source alone gives.
+
+    Args:
+        examples: every evaluated example.
+        summaries: model key -> one summary per example.
+        scores: model key -> per-example scores from ``compute_metrics``.
+        source: the source label to keep (``dialogsum``, ``enterprise``).
+        metric_args: which metrics were computed.
+    """
+    keep = [i for i, e in enumerate(examples) if e.source == source]
+    references = [list(examples[i].summaries) for i in keep]
+    out = {}
+    for key in MODELS:
+        predictions = [summaries[key][i] for i in keep]
+        corpus = {}
+        for name in SCORE_NAMES:
+            if name in scores[key][keep[0]] and name != "length_ratio":
+                corpus[name] = sum(scores[key][i][name] for i in keep) / len(keep)
+        if "bleu" in metric_args.metrics:
+            corpus["bleu"] = bleu_score(predictions, references)
+        if "length" in metric_args.metrics:
+            corpus["length_ratio"] = length_ratio(predictions, references)
+        out[key] = corpus
+    return out
 
 
 def improvements(base: dict[str, float], tuned: dict[str, float]) -> dict[str, dict[str, float | None]]:
@@ -112,7 +156,11 @@ def metrics_table(report: dict) -> str:
     if {"rouge1", "meteor", "bertscore_f1"} & set(base):
         combine = report.get("settings", {}).get("metric_args", {}).get("references", "best")
         header.append(describe_references(combine))
-    return metrics_markdown(base, tuned, "\n".join(line for line in header if line))
+    table = metrics_markdown(base, tuned, "\n".join(line for line in header if line))
+    for source, models in report.get("metrics_by_source", {}).items():
+        count = sum(1 for row in report.get("per_example", []) if row.get("source") == source)
+        table += "\n" + metrics_markdown(models["base"], models["fine_tuned"], f"### {source} ({count} examples)")
+    return table
 
 
 def sample_rows(examples: list[Example], summaries: dict[str, list[str]], scores: dict[str, list[dict]]) -> list[dict]:

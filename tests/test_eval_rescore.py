@@ -95,3 +95,26 @@ def test_bad_inputs_fail_in_one_line(report_path, tmp_path):
         with pytest.raises(SystemExit) as err:
             main(list(argv))
         assert expected in str(err.value) and "\n" not in str(err.value), (argv, err.value)
+
+
+def test_two_sources_get_their_own_tables_equal_to_scoring_each_alone():
+    dialogsum = load_split(str(DIALOGSUM), "test", "dialogsum")[:4]
+    enterprise = load_split(str(ROOT / "data" / "enterprise"), "test", "enterprise")[:3]
+    make = lambda examples: {  # noqa: E731
+        "base": [e.dialogue.splitlines()[0] for e in examples],
+        "fine_tuned": [" ".join(e.summaries[0].split()[:10]) for e in examples],
+    }
+    args = MetricArgs(metrics=["rouge", "bleu", "length"])
+    both = {"title": "two sources", "settings": {"metric_args": asdict(args)}}
+    add_scores(both, dialogsum + enterprise, {k: make(dialogsum)[k] + make(enterprise)[k] for k in MODELS}, args)
+    for name, examples in (("dialogsum", dialogsum), ("enterprise", enterprise)):
+        alone = {}
+        add_scores(alone, examples, make(examples), args)
+        assert "metrics_by_source" not in alone  # one source: the overall table is its table
+        for key in MODELS:
+            assert both["metrics_by_source"][name][key] == pytest.approx(alone["metrics"][key])
+    assert both["metrics_by_source"]["dialogsum"]["fine_tuned"] != both["metrics"]["fine_tuned"]
+    from eval.reports import metrics_table
+
+    table = metrics_table(both)
+    assert "### dialogsum (4 examples)" in table and "### enterprise (3 examples)" in table
