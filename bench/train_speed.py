@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -249,9 +250,12 @@ def run_ours(args, options: dict):
     pack_length = options.get("pack_length")
     # --tiny: two rows a batch, a few hundred dialogues; enough to run every code path on CPU.
     max_tokens = 2 * (pack_length or 512) if args.tiny else options["max_tokens"]
+    # fit ends by exporting the adapter; without a logger it would land in ./adapter, inside the repository.
+    scratch = tempfile.TemporaryDirectory(prefix="bench-train-")
     module = QLoRAModule(
         model=args.model_dir,
         lora=LoraArgs(r=16, alpha=32, dropout=options.get("dropout", 0.05), target_modules=LINEARS),
+        adapter_dir=str(Path(scratch.name) / "adapter"),
         gradient_checkpointing=options["checkpointing"],
         attn_implementation=options.get("attn", "sdpa"),
         compile=options["compile"],
@@ -278,6 +282,7 @@ def run_ours(args, options: dict):
         max_steps=args.warmup + args.steps,
         logger=False,
         enable_checkpointing=False,
+        default_root_dir=scratch.name,
         enable_progress_bar=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -285,7 +290,8 @@ def run_ours(args, options: dict):
         callbacks=callbacks,
         gradient_clip_val=1.0,
     )
-    trainer.fit(module, data)
+    with scratch:
+        trainer.fit(module, data)
     return timer.times, timer.tokens, base_params(module.model)
 
 

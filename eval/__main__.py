@@ -24,6 +24,7 @@ from eval.metrics import METRICS, REFERENCES, MetricArgs, MetricResourceError, c
 from eval.reports import MODELS, add_scores, metrics_table, write_reports
 from eval.runner import WEIGHTS, default_stress_path, find_run, generate_pair, load_model, read_examples
 from eval.stress import read_stress, stress_markdown, stress_report
+from model.generation import DECODERS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,7 +50,16 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--stress_only", action="store_true", help="run only the stress test, no metrics")
     gen = p.add_argument_group("generation")
     gen.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
-    gen.add_argument("--batch_size", type=int, default=16, help="prompts decoded together (default 16)")
+    gen.add_argument("--batch_size", type=int, default=64, help="prompts decoded together (default 64)")
+    gen.add_argument(
+        "--decoder",
+        default="auto",
+        choices=DECODERS,
+        help="auto (default): graphed on CUDA, generate elsewhere; generate: transformers' generate; "
+        "static: a static-cache loop, eager; compiled: its decode step through torch.compile CUDA graphs "
+        "(tens of seconds to compile, fastest once warm); graphed: its eager decode step captured as one "
+        "CUDA graph (no compiler, CUDA only). All give the same greedy summaries",
+    )
     gen.add_argument(
         "--weights",
         default="dense",
@@ -127,7 +137,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     prompt_of = lambda ex: loaded.encoder.prompt_ids(ex.dialogue)[0]  # noqa: E731
     all_examples = examples + stress
     base, tuned = generate_pair(
-        loaded, [prompt_of(e) for e in all_examples], max_new, args.batch_size, not args.no_progress
+        loaded, [prompt_of(e) for e in all_examples], max_new, args.batch_size, not args.no_progress, args.decoder
     )
     summaries = {"base": base[: len(examples)], "fine_tuned": tuned[: len(examples)]}
     stress_summaries = {"base": base[len(examples) :], "fine_tuned": tuned[len(examples) :]}
@@ -149,6 +159,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             "stress_limit": args.stress_limit,
             "max_new_tokens": max_new,
             "batch_size": args.batch_size,
+            "decoder": args.decoder,  # auto, generate, static, compiled or graphed
             "weights": args.weights,  # merged, dense or 4bit
             "decoding": "greedy",
             "metric_args": asdict(metric_args),

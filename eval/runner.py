@@ -241,7 +241,7 @@ def generate_pair(
         max_new_tokens: the most tokens a summary may have.
         batch_size: prompts decoded together.
         progress: show a progress bar.
-        decoder: see ``model.generation.DECODERS``; ``auto`` compiles a static-cache decoder on CUDA.
+        decoder: see ``model.generation.DECODERS``; ``auto`` replays a CUDA graph of a static-cache decoder on CUDA.
     """
     from model.generation import generate_summaries
 

@@ -8,9 +8,11 @@ The decoders give the same greedy tokens:
 - ``compiled``: that step through ``torch.compile(mode="reduce-overhead")`` (Inductor kernels
   replayed as CUDA graphs); compiles once per process and cache length (tens of seconds for Phi-2).
 - ``graphed``: the eager step captured as one CUDA graph at a call's first batch (no compiler;
-  CUDA only).
+  CUDA only). About as fast as ``compiled`` once that is warm, without its compilation: on an H100
+  (Phi-2, batch 64, base + fine-tuned over 500 dialogues) a whole evaluation took 44 s against 88 s.
 End tokens are checked every few steps, not after each, so the GPU does not wait on the host.
-``auto`` takes ``compiled`` on CUDA and ``generate`` elsewhere.
+``auto`` takes ``graphed`` on CUDA and ``generate`` elsewhere (and for models with other than
+full-attention layers).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def generate_token_ids(
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     device = next(p for p in model.parameters()).device
     if decoder == "auto":
-        decoder = "compiled" if device.type == "cuda" and full_attention_only(model) else "generate"
+        decoder = "graphed" if device.type == "cuda" and full_attention_only(model) else "generate"
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     stops = stop_ids(model, tokenizer)
     out: list[list[int]] = [[] for _ in prompts]

@@ -183,7 +183,11 @@ class QLoRAModule(L.LightningModule):
         """Greedy summaries of prompts given as token ids (see ``DialogSumDataModule.encoder``)."""
         from model.generation import generate_summaries
 
-        return generate_summaries(self.model, self.tokenizer, prompts, self.max_new_tokens, batch_size)
+        # transformers' generate: this also runs between training steps (the samples callback), where capturing
+        # a CUDA graph of the 4-bit PEFT model (LoRA dropout, checkpointing, compiled blocks) is untested.
+        return generate_summaries(
+            self.model, self.tokenizer, prompts, self.max_new_tokens, batch_size, decoder="generate"
+        )
 
     # ---- optimisation ---------------------------------------------------------------------------
 

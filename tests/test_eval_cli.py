@@ -129,6 +129,26 @@ def test_checkpoint_and_adapter_give_the_same_summaries(evaluated, tiny_run, tmp
     assert "stress" not in again
 
 
+def test_decoder_flag_static_gives_generates_summaries_and_is_recorded(evaluated, tiny_run, tmp_path):
+    from eval.__main__ import main
+
+    report, _ = evaluated
+    assert report["settings"]["decoder"] == "auto"  # generate on CPU
+    runs = {}
+    for decoder in ("generate", "static"):
+        runs[decoder] = main(
+            ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--limit", "4", "--stress", "none",
+             "--metrics", "length", "--batch_size", "3", "--decoder", decoder, "--out", str(tmp_path / decoder),
+             "--no_progress"]
+        )  # fmt: skip
+        assert runs[decoder]["settings"]["decoder"] == decoder
+        assert json.loads((tmp_path / decoder / "report.json").read_text())["settings"]["decoder"] == decoder
+    for model in ("base", "fine_tuned"):  # 4 prompts in batches of 3: the static path fills the last one up
+        static = [r[model] for r in runs["static"]["per_example"]]
+        assert static == [r[model] for r in runs["generate"]["per_example"]]
+        assert static == [r[model] for r in report["per_example"]]
+
+
 def test_rescore_reproduces_the_report_and_mean_matches_eval_with_mean(evaluated, tiny_run, tmp_path):
     from eval.__main__ import main as evaluate
     from eval.rescore import main as rescore
