@@ -24,8 +24,9 @@ from eval.metrics import METRICS, REFERENCES, MetricArgs, MetricResourceError, c
 from eval.reports import MODELS, add_scores, metrics_table, write_reports
 from eval.runner import WEIGHTS, default_stress_path, find_run, generate_pair, load_model, read_examples
 from eval.stress import read_stress, stress_markdown, stress_report
-from model.generation import DECODERS
 
+
+DECODERS = ("auto", "generate", "static", "compiled", "graphed")
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -54,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--decoder",
         default="auto",
-        choices=DECODERS,
+        choices=DECODERS,  # model.generation.DECODERS; not imported here so that --help stays instant
         help="auto (default): graphed on CUDA, generate elsewhere; generate: transformers' generate; "
         "static: a static-cache loop, eager; compiled: its decode step through torch.compile CUDA graphs "
         "(tens of seconds to compile, fastest once warm); graphed: its eager decode step captured as one "

@@ -237,3 +237,10 @@ def test_train_test_logs_generation_metrics(tiny_run, tiny_phi, tmp_path):
         assert scalars(tmp_path, tag), tag
     saved = [json.loads(line) for line in next(tmp_path.rglob("test_summaries.jsonl")).read_text().splitlines()]
     assert len(saved) == 4 and {"fine_tuned", "base", "references"} <= set(saved[0])
+
+
+def test_cli_decoder_choices_are_the_generators():
+    import eval.__main__ as cli
+    from model.generation import DECODERS
+
+    assert cli.DECODERS == DECODERS
