@@ -30,7 +30,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LINEARS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
 DECODERS = ["generate", "compiled", "graphed"]
 
 
@@ -61,7 +60,7 @@ def main() -> None:
 def run(args) -> list[dict]:
     import torch
 
-    from bench.train_speed import make_random_phi2
+    from bench.train_speed import LINEARS, make_random_phi2
     from eval.dense import detach_lora
     from eval.metrics import MetricArgs, MetricResourceError, check_resources
     from eval.runner import Run, load_model, read_examples

@@ -93,12 +93,12 @@ def generate_token_ids(
     try:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            if static is not None:  # fill the last batch up with copies of its last row (same shapes, same ends)
-                rows_in = rows + rows[-1:] * (width - len(rows))
-                batch = collate([{"input_ids": prompts[i]} for i in rows_in], tokenizer.pad_token_id, "left")
+            # The static path fills the last batch up with copies of its last row (same shapes, same ends).
+            rows_in = rows + rows[-1:] * (width - len(rows)) if static is not None else rows
+            batch = collate([{"input_ids": prompts[i]} for i in rows_in], tokenizer.pad_token_id, "left")
+            if static is not None:
                 new = static.decode(batch["input_ids"], batch["attention_mask"], max_new_tokens, len(rows))
             else:
-                batch = collate([{"input_ids": prompts[i]} for i in rows], tokenizer.pad_token_id, "left")
                 ids = model.generate(
                     input_ids=batch["input_ids"].to(device),
                     attention_mask=batch["attention_mask"].to(device),
