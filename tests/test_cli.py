@@ -76,3 +76,14 @@ def test_bad_data_row_fails_before_any_model_loads(tiny_phi, tmp_path):
     )
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"error: {tmp_path / 'data' / 'train.jsonl'}:1: field 'summary' is empty; fill it or remove the row"
+
+
+def test_12gib_preset_layers_checkpointing_on_the_default_job(capsys):
+    from train import main
+
+    default, preset = ROOT / "configs" / "phi2_qlora.yaml", ROOT / "configs" / "phi2_12gib.yaml"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(default), "--config", str(preset), "--print_config"])
+    out = capsys.readouterr().out
+    assert "gradient_checkpointing: true" in out
+    assert "pack_length: 512" in out and "model: microsoft/phi-2" in out  # the rest is the default job
