@@ -76,7 +76,13 @@ class TestGenerationMetrics(L.Callback):
         max_new = self.max_new_tokens or pl_module.max_new_tokens
         # transformers' generate: capturing a CUDA graph of the 4-bit PEFT model inside the Trainer is untested.
         decode = lambda: generate_summaries(  # noqa: E731
-            pl_module.model, pl_module.tokenizer, prompts, max_new, self.batch_size, decoder="generate"
+            pl_module.model,
+            pl_module.tokenizer,
+            prompts,
+            max_new,
+            self.batch_size,
+            decoder="generate",
+            stop_bias=getattr(pl_module, "stop_bias", 0.0),
         )
         summaries = {"fine_tuned": self._gather(decode(), mine, len(examples), world)}
         if self.compare_base:

@@ -20,60 +20,31 @@ from pathlib import Path
 
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
+from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, none_or
 from eval.metrics import METRICS, REFERENCES, MetricArgs, MetricResourceError, check_resources
 from eval.reports import MODELS, add_scores, metrics_table, write_reports
-from eval.runner import WEIGHTS, default_stress_path, find_run, generate_pair, load_model, read_examples
+from eval.runner import default_stress_path, find_run, generate_pair, load_model, read_examples
 from eval.stress import read_stress, stress_markdown, stress_report
 
-
-DECODERS = ("auto", "generate", "static", "compiled", "graphed")
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    run = p.add_argument_group("the run")
-    run.add_argument("--config", help="the run's config.yaml (found beside --ckpt_path/--adapter when left out)")
-    run.add_argument("--ckpt_path", help="Lightning checkpoint with the adapter weights, or 'last'")
-    run.add_argument("--adapter", help="PEFT adapter folder exported by fit (<run>/adapter)")
-    run.add_argument("--base_model", help="replaces model.model: the base model's folder or Hub name here")
-    data = p.add_argument_group("data")
-    data.add_argument("--split", default="test", help="train, validation or test (default test)")
-    data.add_argument("--dialogsum", help="replaces data.dialogsum (a folder or Hub name; 'none' leaves it out)")
-    data.add_argument("--enterprise", help="replaces data.enterprise (a folder; 'none' leaves it out)")
-    data.add_argument(
-        "--limit", type=int, help="evaluate only the first N examples of each source (the stress set too)"
-    )
+    add_run_arguments(p)
+    data = add_data_arguments(p, split="test")
     data.add_argument(
         "--stress", help="stress set file (default: stress.jsonl of the enterprise data); 'none' skips it"
     )
     data.add_argument("--stress_limit", type=int, help="run only the first N stress scenarios (default all)")
     data.add_argument("--stress_only", action="store_true", help="run only the stress test, no metrics")
-    gen = p.add_argument_group("generation")
-    gen.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
-    gen.add_argument("--batch_size", type=int, default=64, help="prompts decoded together (default 64)")
+    gen = add_generation_arguments(p)
     gen.add_argument(
-        "--decoder",
-        default="auto",
-        choices=DECODERS,  # model.generation.DECODERS; not imported here so that --help stays instant
-        help="auto (default): graphed on CUDA, generate elsewhere; generate: transformers' generate; "
-        "static: a static-cache loop, eager; compiled: its decode step through torch.compile CUDA graphs "
-        "(tens of seconds to compile, fastest once warm); graphed: its eager decode step captured as one "
-        "CUDA graph (no compiler, CUDA only). All give the same greedy summaries",
+        "--stop_bias",
+        type=float,
+        help="added to the end tokens' logits at each greedy step of both models; above 0 ends summaries "
+        "sooner (default model.stop_bias, 0; python -m eval.calibrate picks one on validation data)",
     )
-    gen.add_argument(
-        "--weights",
-        default="dense",
-        choices=WEIGHTS,
-        help="dense (default): the 4-bit base dequantized once into model.dtype, same summaries as 4bit, faster; "
-        "merged: the adapter also folded into those weights (bf16 rounding may change a few tokens); "
-        "4bit: decode through the 4-bit layers as trained",
-    )
-    gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    gen.add_argument(
-        "--threads", type=int, help="CPU threads for torch (default: one per core; 1 is faster on a busy machine)"
-    )
-    gen.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     met = p.add_argument_group("metrics")
     met.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
     met.add_argument("--bertscore_model", default="roberta-large", help="BERTScore encoder: Hub name or local folder")
@@ -135,10 +106,17 @@ def evaluate(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     loaded = load_model(run, args.base_model, args.weights, args.device)
     max_new = args.max_new_tokens or loaded.module.max_new_tokens
+    stop_bias = loaded.module.stop_bias if args.stop_bias is None else args.stop_bias
     prompt_of = lambda ex: loaded.encoder.prompt_ids(ex.dialogue)[0]  # noqa: E731
     all_examples = examples + stress
     base, tuned = generate_pair(
-        loaded, [prompt_of(e) for e in all_examples], max_new, args.batch_size, not args.no_progress, args.decoder
+        loaded,
+        [prompt_of(e) for e in all_examples],
+        max_new,
+        args.batch_size,
+        not args.no_progress,
+        args.decoder,
+        stop_bias,
     )
     summaries = {"base": base[: len(examples)], "fine_tuned": tuned[: len(examples)]}
     stress_summaries = {"base": base[len(examples) :], "fine_tuned": tuned[len(examples) :]}
@@ -163,6 +141,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             "decoder": args.decoder,  # auto, generate, static, compiled or graphed
             "weights": args.weights,  # merged, dense or 4bit
             "decoding": "greedy",
+            "stop_bias": stop_bias,
             "metric_args": asdict(metric_args),
         },
         "metrics": {},
@@ -183,13 +162,6 @@ def evaluate(args: argparse.Namespace) -> dict:
         print(f"stress test: base {rates['base']:.1f}% passed, fine-tuned {rates['fine_tuned']:.1f}% passed")
     print("reports: " + ", ".join(str(p) for p in files.values()))
     return report
-
-
-def none_or(override: str | None, default: str | None) -> str | None:
-    """The command-line value if given ('none' turns the setting off), else the config's."""
-    if override is None:
-        return default
-    return None if override.lower() in ("none", "null", "") else override
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
         lora=adapter_lora(run.adapter) if run.adapter else LoraArgs(**(cfg.get("lora") or {})),
         attn_implementation=cfg.get("attn_implementation", "sdpa"),
         max_new_tokens=cfg.get("max_new_tokens", 96),
+        stop_bias=cfg.get("stop_bias", 0.0),
     )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -227,6 +228,7 @@ def generate_pair(
     batch_size: int,
     progress: bool = True,
     decoder: str = "auto",
+    stop_bias: float = 0.0,
 ) -> tuple[list[str], list[str]]:
     """Base and fine-tuned summaries of the same prompts with the same greedy decoding.
 
@@ -242,6 +244,7 @@ def generate_pair(
         batch_size: prompts decoded together.
         progress: show a progress bar.
         decoder: see ``model.generation.DECODERS``; ``auto`` replays a CUDA graph of a static-cache decoder on CUDA.
+        stop_bias: added to the end tokens' logits in both passes (``model.generation``).
     """
     from model.generation import generate_summaries
 
@@ -255,7 +258,7 @@ def generate_pair(
         module.model, lora = detach_lora(module.model)
         loaded.merged = True
         base = generate_summaries(
-            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base", decoder
+            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base", decoder, stop_bias
         )
         loaded.timings["base_generate_s"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -264,12 +267,26 @@ def generate_pair(
     else:
         with module.model.disable_adapter():
             base = generate_summaries(
-                module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base", decoder
+                module.model,
+                module.tokenizer,
+                prompts,
+                max_new_tokens,
+                batch_size,
+                progress and "base",
+                decoder,
+                stop_bias,
             )
         loaded.timings["base_generate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     tuned = generate_summaries(
-        module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "fine-tuned", decoder
+        module.model,
+        module.tokenizer,
+        prompts,
+        max_new_tokens,
+        batch_size,
+        progress and "fine-tuned",
+        decoder,
+        stop_bias,
     )
     loaded.timings["tuned_generate_s"] = time.perf_counter() - start
     return base, tuned

@@ -36,6 +36,9 @@ class QLoRAModule(L.LightningModule):
         compile_mode: ``torch.compile``'s ``mode`` (``reduce-overhead`` adds CUDA graphs,
             ``max-autotune-no-cudagraphs`` tunes kernels); None is its default.
         max_new_tokens: generation bound in ``predict``.
+        stop_bias: added to the end tokens' logits at each greedy step of ``summarize`` (predict,
+            test metrics, samples, eval); above 0 summaries end sooner. ``python -m eval.calibrate``
+            picks it on validation data.
         adapter_dir: where the PEFT adapter is exported at the end of ``fit``; None means
             ``<log_dir>/adapter``.
         optimizer: optimizer factory, given only the trainable (LoRA) parameters.
@@ -54,6 +57,7 @@ class QLoRAModule(L.LightningModule):
         compile: bool | Literal["layers", "model"] = False,
         compile_mode: str | None = None,
         max_new_tokens: int = 96,
+        stop_bias: float = 0.0,
         adapter_dir: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
@@ -73,6 +77,7 @@ class QLoRAModule(L.LightningModule):
         self.compile = compile
         self.compile_mode = compile_mode
         self.max_new_tokens = max_new_tokens
+        self.stop_bias = stop_bias
         self.adapter_dir = adapter_dir
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -186,7 +191,13 @@ class QLoRAModule(L.LightningModule):
         # transformers' generate: this also runs between training steps (the samples callback), where capturing
         # a CUDA graph of the 4-bit PEFT model (LoRA dropout, checkpointing, compiled blocks) is untested.
         return generate_summaries(
-            self.model, self.tokenizer, prompts, self.max_new_tokens, batch_size, decoder="generate"
+            self.model,
+            self.tokenizer,
+            prompts,
+            self.max_new_tokens,
+            batch_size,
+            decoder="generate",
+            stop_bias=self.stop_bias,
         )
 
     # ---- optimisation ---------------------------------------------------------------------------

@@ -240,7 +240,37 @@ def test_train_test_logs_generation_metrics(tiny_run, tiny_phi, tmp_path):
 
 
 def test_cli_decoder_choices_are_the_generators():
-    import eval.__main__ as cli
+    import eval.arguments as cli
     from model.generation import DECODERS
 
     assert cli.DECODERS == DECODERS
+
+
+def test_calibrate_tries_each_bias_on_validation_and_picks_the_length_closest_to_target(tiny_run, tmp_path):
+    from eval.__main__ import main as evaluate
+    from eval.calibrate import main as calibrate
+
+    common = ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--enterprise", "none",
+              "--limit", "4", "--batch_size", "4", "--no_progress"]  # fmt: skip
+    result = calibrate([*common, "--biases", "0,3,1e4", "--target", "0.5", "--out", str(tmp_path / "cal")])
+    assert result["split"] == "validation" and result["examples"] == 4
+    words = {row["stop_bias"]: row["words"] for row in result["rows"]}
+    assert words[1e4] == 0 < words[3] <= words[0]  # an overwhelming bias: nothing but the end token
+    ratios = {row["stop_bias"]: row["length_ratio"] for row in result["rows"]}
+    assert result["stop_bias"] == min(ratios, key=lambda b: abs(ratios[b] - 0.5))
+    assert "(chosen)" in (tmp_path / "cal" / "calibration.md").read_text()
+
+    # The chosen bias given to eval (on the same split) reproduces the calibration's length ratio.
+    report = evaluate([*common, "--split", "validation", "--stress", "none", "--metrics", "length",
+                       "--stop_bias", str(result["stop_bias"]), "--out", str(tmp_path / "eval")])  # fmt: skip
+    assert report["settings"]["stop_bias"] == result["stop_bias"]
+    assert report["metrics"]["fine_tuned"]["length_ratio"] == pytest.approx(ratios[result["stop_bias"]])
+
+
+def test_calibrate_rejects_bad_biases_in_one_line(tiny_run):
+    from eval.calibrate import main as calibrate
+
+    for biases in ("0,a", "1,1", ","):
+        with pytest.raises(SystemExit) as err:
+            calibrate(["--adapter", str(tiny_run / "adapter"), "--biases", biases])
+        assert "--biases" in str(err.value) and "\n" not in str(err.value)

@@ -161,3 +161,28 @@ def test_cuda_graph_decoders_give_generates_tokens(tiny_phi, tokenizer, prompts,
     assert generate_token_ids(model, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder) == expected
     with torch._dynamo.config.patch(error_on_recompile=True):
         assert generate_token_ids(model, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder) == expected
+
+
+@pytest.mark.parametrize("decoder", ["generate", "static"])
+def test_stop_bias_ends_summaries_sooner_the_larger_it_is(tiny_phi, tokenizer, prompts, decoder):
+    from transformers import PhiForCausalLM
+
+    phi = PhiForCausalLM.from_pretrained(tiny_phi, dtype=torch.float32).eval()  # the tokenizer's EOS ends summaries
+    lengths = {}
+    for bias in (0.0, 2.0, 3.0, 1e4):
+        ids = generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder, stop_bias=bias)
+        lengths[bias] = [len(row) for row in ids]
+    assert lengths[0.0] == [
+        len(r) for r in generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder)
+    ]
+    for smaller, larger in zip(lengths, list(lengths)[1:], strict=False):
+        assert all(b <= a for a, b in zip(lengths[smaller], lengths[larger], strict=True))
+    assert max(lengths[3.0]) < MAX_NEW == min(lengths[0.0])  # this random model ends nothing unbiased
+    assert lengths[1e4] == [1] * len(prompts)  # an overwhelming one ends each at its first token
+
+
+def test_static_decoder_gives_generates_tokens_with_a_stop_bias(phi, tokenizer, prompts):
+    """The bias goes through transformers' sequence_bias on one path and the decode step's logits on the other."""
+    for bias in (2.0, 3.0, -3.0):  # 2 ends one summary early, 3 all of them at different steps
+        expected = generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder="generate", stop_bias=bias)
+        assert generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder="static", stop_bias=bias) == expected
