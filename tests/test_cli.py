@@ -87,3 +87,19 @@ def test_12gib_preset_layers_checkpointing_on_the_default_job(capsys):
     out = capsys.readouterr().out
     assert "gradient_checkpointing: true" in out
     assert "pack_length: 512" in out and "model: microsoft/phi-2" in out  # the rest is the default job
+
+
+def test_full_data_overlay_keeps_the_smollm2_job_and_lifts_the_budget(capsys):
+    import yaml
+
+    from train import main
+
+    base, overlay = ROOT / "configs" / "smollm2_dialogsum.yaml", ROOT / "configs" / "smollm2_dialogsum_full.yaml"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(base), "--config", str(overlay), "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["train_limit"] is None and config["data"]["enterprise_weight"] == 4.0
+    assert config["trainer"]["max_epochs"] == 2
+    assert config["trainer"]["logger"]["init_args"]["name"] == "smollm2_dialogsum_full"
+    assert config["model"]["model"] == "models/smollm2-135m-instruct"  # the rest is the 4,000 run's
+    assert len(config["trainer"]["callbacks"]) == 7

@@ -46,7 +46,7 @@ BAD_OPTIONS = {
     "--data.num_workers=-1": "data.num_workers=-1 must be >= 0",
     "--data.prompt.template=Summarize:": "data.prompt.template='Summarize:' must contain {dialogue} exactly once",
     "--trainer.accumulate_grad_batches=0": "trainer.accumulate_grad_batches=0 must be >= 1",
-    "--trainer.gradient_clip_val=-1": "trainer.gradient_clip_val=-1.0 must be >= 0 or null",
+    "--trainer.gradient_clip_val=-1.5": "trainer.gradient_clip_val=-1.5 must be >= 0 or null",
     "--trainer.max_steps=0": "trainer.max_steps=0 must be >= 1, or -1 for no limit",
 }
 
