@@ -39,6 +39,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per conversation")
     p.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
     p.add_argument(
+        "--stop_bias",
+        type=float,
+        help="added to the end tokens' logits at each greedy step; above 0 ends summaries sooner "
+        "(default model.stop_bias; python -m eval.calibrate picks one on validation data)",
+    )
+    p.add_argument(
         "--weights",
         default="dense",
         choices=("dense", "4bit"),
@@ -64,8 +70,10 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     except (DataError, SourceError) as err:
         sys.exit(f"error: {err}")
     max_new = args.max_new_tokens or loaded.module.max_new_tokens
+    stop_bias = loaded.module.stop_bias if args.stop_bias is None else args.stop_bias
     if dialogues is not None:
-        for dialogue, (base, tuned) in zip(dialogues, summarize(loaded, dialogues, max_new), strict=True):
+        pairs = summarize(loaded, dialogues, max_new, stop_bias)
+        for dialogue, (base, tuned) in zip(dialogues, pairs, strict=True):
             show(dialogue, base, tuned, args.json, stdout)
         return
     print(
@@ -76,20 +84,23 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         dialogue = read_one(stdin)
         if dialogue is None:
             return
-        [(base, tuned)] = summarize(loaded, [dialogue], max_new)
+        [(base, tuned)] = summarize(loaded, [dialogue], max_new, stop_bias)
         show(dialogue, base, tuned, args.json, stdout)
 
 
-def summarize(loaded: LoadedModel, dialogues: list[str], max_new_tokens: int) -> list[tuple[str, str]]:
+def summarize(
+    loaded: LoadedModel, dialogues: list[str], max_new_tokens: int, stop_bias: float = 0.0
+) -> list[tuple[str, str]]:
     """(base, fine-tuned) summaries of each dialogue, in the training prompt format.
 
     Args:
         loaded: the model from ``eval.runner.load_model``.
         dialogues: conversations as text, one turn a line.
         max_new_tokens: summary length bound.
+        stop_bias: added to the end tokens' logits (``model.generation``).
     """
     prompts = [loaded.encoder.prompt_ids(d)[0] for d in dialogues]
-    base, tuned = generate_pair(loaded, prompts, max_new_tokens, batch_size=8, progress=False)
+    base, tuned = generate_pair(loaded, prompts, max_new_tokens, batch_size=8, progress=False, stop_bias=stop_bias)
     return list(zip(base, tuned, strict=True))
 
 

@@ -203,6 +203,22 @@ def test_demo_answers_piped_input(tiny_run):
     assert all(set(a) == {"dialogue", "base", "fine_tuned"} for a in answers)
 
 
+def test_demo_stop_bias_ends_both_summaries_sooner(tiny_run):
+    import io
+
+    from eval.demo import main
+
+    def words(bias: str) -> tuple[int, int]:
+        out = io.StringIO()
+        main(["--adapter", str(tiny_run / "adapter"), "--json", "--max_new_tokens", "8", "--stop_bias", bias],
+             stdin=io.StringIO("#Person1#: Can we meet at 3?\n#Person2#: Make it 4.\n"), stdout=out)  # fmt: skip
+        answer = json.loads(out.getvalue())
+        return len(answer["base"].split()), len(answer["fine_tuned"].split())
+
+    assert min(words("0")) > 0  # this tiny random model ends nothing within 8 tokens unbiased
+    assert words("1e4") == (0, 0)  # an overwhelming bias: each summary is its end token alone
+
+
 def test_demo_side_by_side_columns(tiny_run):
     import io
 
