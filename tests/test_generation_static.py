@@ -161,6 +161,9 @@ def test_cuda_graph_decoders_give_generates_tokens(tiny_phi, tokenizer, prompts,
     assert generate_token_ids(model, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder) == expected
     with torch._dynamo.config.patch(error_on_recompile=True):
         assert generate_token_ids(model, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder) == expected
+    for bias in (2.0, 3.0):  # the bias is part of the captured step: summaries end where generate's do
+        biased = generate_token_ids(model, tokenizer, prompts, MAX_NEW, BATCH, decoder="generate", stop_bias=bias)
+        assert generate_token_ids(model, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder, stop_bias=bias) == biased
 
 
 @pytest.mark.parametrize("decoder", ["generate", "static"])
