@@ -20,7 +20,7 @@ from pathlib import Path
 
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
-from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, none_or
+from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, chosen_sources, none_or
 from eval.metrics import METRICS, REFERENCES, MetricArgs, MetricResourceError, check_resources
 from eval.reports import MODELS, add_scores, metrics_table, write_reports
 from eval.runner import default_stress_path, find_run, generate_pair, load_model, read_examples
@@ -76,8 +76,6 @@ def evaluate(args: argparse.Namespace) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
     run = find_run(args.config, args.ckpt_path, args.adapter)
-    if run.ckpt_path is None and run.adapter is None:
-        raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
     try:
         metric_args = MetricArgs(
             metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
@@ -93,7 +91,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     examples = []
     if not args.stress_only:
         check_resources(metric_args)
-        sources = {name: none_or(getattr(args, name), run.data.get(name)) for name in ("dialogsum", "enterprise")}
+        sources = chosen_sources(args, run.data)
         examples = read_examples(sources, args.split, args.limit)
     stress_path = none_or(args.stress, str(default_stress_path(run) or "")) or None
     stress = read_stress(stress_path)[: args.stress_limit] if stress_path else []

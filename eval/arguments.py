@@ -68,3 +68,8 @@ def none_or(override: str | None, default: str | None) -> str | None:
     if override is None:
         return default
     return None if override.lower() in ("none", "null", "") else override
+
+
+def chosen_sources(args: argparse.Namespace, run_data: dict) -> dict[str, str | None]:
+    """Each data source: ``--dialogsum`` / ``--enterprise`` if given ('none' leaves it out), else the run config's."""
+    return {name: none_or(getattr(args, name), run_data.get(name)) for name in ("dialogsum", "enterprise")}

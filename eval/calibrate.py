@@ -22,7 +22,7 @@ from pathlib import Path
 
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
-from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, none_or
+from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, chosen_sources
 from eval.runner import find_run, load_model, read_examples
 
 COLUMNS = {"words": "words", "length_ratio": "length ratio", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
@@ -77,9 +77,7 @@ def calibrate(args: argparse.Namespace, biases: list[float]) -> dict:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run = find_run(args.config, args.ckpt_path, args.adapter)
-    if run.ckpt_path is None and run.adapter is None:
-        raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
-    sources = {name: none_or(getattr(args, name), run.data.get(name)) for name in ("dialogsum", "enterprise")}
+    sources = chosen_sources(args, run.data)
     examples = read_examples(sources, args.split, args.limit)  # bad data fails here, before the model loads
     if args.threads:
         import torch

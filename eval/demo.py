@@ -60,8 +60,6 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     try:
         run = find_run(args.config, args.ckpt_path, args.adapter)
-        if run.ckpt_path is None and run.adapter is None:
-            raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
         interactive = args.input is None and stdin.isatty()
         dialogues = None if interactive else read_dialogues(args.input, stdin)
         if interactive:

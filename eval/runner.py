@@ -64,6 +64,8 @@ def find_run(config: str | None, ckpt_path: str | None = None, adapter: str | No
         ckpt_path: a Lightning checkpoint, or ``last`` for the config's newest ``last.ckpt``.
         adapter: a PEFT adapter folder (``adapter_config.json`` + weights).
     """
+    if not ckpt_path and not adapter:
+        raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
     if ckpt_path and adapter:
         raise SourceError("give --ckpt_path or --adapter, not both")
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():

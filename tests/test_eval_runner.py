@@ -58,6 +58,8 @@ def test_unusable_paths_say_what_to_give(runs, tmp_path):
     (tmp_path / "lonely").mkdir()
     (tmp_path / "lonely" / "adapter_config.json").write_text("{}")
     cases = [
+        ((None, None, None), "give the fine-tuned weights"),
+        ((str(runs / "experiment.yaml"), None, None), "give the fine-tuned weights"),
         ((None, None, str(tmp_path / "lonely")), "give --config"),
         ((None, str(tmp_path / "missing.ckpt"), None), "file not found"),
         ((None, None, str(tmp_path)), "no adapter_config.json"),
