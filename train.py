@@ -3,6 +3,11 @@
 python train.py fit                                   # Phi-2 on DialogSum (configs/phi2_qlora.yaml)
 python train.py fit --config configs/quickstart.yaml  # offline CPU quickstart
 python train.py fit --print_config                    # every option, with its value
+
+configs/base.yaml (cadences, logger, callbacks) is always read first and each --config is layered
+on it. Model and data are LightningCLI subclass-mode entries: ``--model.class_path my_lab.MyModule``
+trains a researcher's own LightningModule with every option it adds (``--model.init_args.x 0.5``).
+``rebuild`` makes a run's model and data again from its saved config.yaml, through the same parser.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import sys
 import warnings
 from pathlib import Path
 
+import lightning as L
 import torch
+import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins import TorchCheckpointIO
@@ -25,13 +32,16 @@ from model.checkpointing import KEYWORDS, AtomicCheckpointIO, CheckpointError, c
 from model.module import QLoRAModule
 from model.validation import ConfigError, check_config
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "phi2_qlora.yaml"
+CONFIGS = Path(__file__).resolve().parent / "configs"
+BASE_CONFIG = CONFIGS / "base.yaml"
+DEFAULT_CONFIG = CONFIGS / "phi2_qlora.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class SummarizationCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # One source of truth: the tokenizer is the model's.
-        parser.link_arguments("model.model", "data.tokenizer")
+        parser.link_arguments("model.init_args.model", "data.init_args.tokenizer")
 
     def before_instantiate_classes(self) -> None:
         """Check every option and the checkpoint to resume, before any class or weight loads."""
@@ -62,17 +72,53 @@ class SummarizationCLI(LightningCLI):
         return trainer
 
 
+class RebuildCLI(SummarizationCLI):
+    """A run's model and data from its config, checked as ``fit`` checks them, with no Trainer."""
+
+    def instantiate_trainer(self, **kwargs) -> None:
+        return None
+
+
+def layered(args: list[str]) -> list[str]:
+    """``args`` with configs/base.yaml read first (and configs/phi2_qlora.yaml when no --config is given)."""
+    if not args or args[0] not in SUBCOMMANDS:
+        return args
+    given = "--config" in args or any(a.startswith("--config=") for a in args)
+    configs = ["--config", str(BASE_CONFIG)] + ([] if given else ["--config", str(DEFAULT_CONFIG)])
+    return [args[0], *configs, *args[1:]]
+
+
+def rebuild(config: Path, overrides: list[str] = ()) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """The model and data classes of a run, instantiated from its saved config.yaml plus ``overrides``.
+
+    Args:
+        config: the run's config.yaml (LightningCLI saves it into the run folder).
+        overrides: options in training syntax, e.g. ``--model.init_args.max_new_tokens 64``.
+    """
+    saved = yaml.safe_load(Path(config).read_text()) or {}
+    saved.pop("ckpt_path", None)  # a fit option; rebuilding has no subcommand
+    cli = RebuildCLI(
+        QLoRAModule,
+        DialogSumDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=["--config", str(BASE_CONFIG), "--config", yaml.safe_dump(saved), *overrides],
+        run=False,
+        save_config_callback=None,
+    )
+    return cli.model, cli.datamodule
+
+
 def main(args: list[str] | None = None) -> SummarizationCLI:
-    args = sys.argv[1:] if args is None else args
+    args = layered(sys.argv[1:] if args is None else args)
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    if "--config" not in args and not any(a.startswith("--config=") for a in args):
-        if args and args[0] in {"fit", "validate", "test", "predict"}:
-            args = [args[0], "--config", str(DEFAULT_CONFIG), *args[1:]]
     oom = OutOfMemoryAdvice()
     try:
         return SummarizationCLI(
             QLoRAModule,
             DialogSumDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
             args=args,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"callbacks": [NanGuard(), oom]},  # on in every config

@@ -1,4 +1,5 @@
-"""The LightningDataModule: DialogSum mixed with the bundled enterprise dialogues."""
+"""The LightningDataModule: dialogue/summary sources (DialogSum and the bundled enterprise dialogues
+by default) mixed, encoded with the prompt format, and batched by length or packed."""
 
 from __future__ import annotations
 
@@ -19,8 +20,14 @@ from datamodules.batching import (
 )
 from datamodules.encoding import PromptEncoder
 from datamodules.prompts import PromptFormat
-from datamodules.sources import DataError, Example, load_split
+from datamodules.sources import Columns, DataError, DataSource, Example, load_split
 from datamodules.tokenizer import load_tokenizer
+
+
+def default_sources() -> dict[str, DataSource]:
+    """DialogSum from the Hub and the enterprise dialogues bundled in ``data/enterprise``."""
+    return {"dialogsum": DataSource("knkarthick/dialogsum"), "enterprise": DataSource("data/enterprise")}
+
 
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
 
@@ -30,12 +37,12 @@ class DialogSumDataModule(L.LightningDataModule):
 
     Args:
         tokenizer: Hub name or folder of the tokenizer; the CLI links it to ``model.model``.
-        dialogsum: DialogSum as a Hub dataset name or a local folder of jsonl/csv/parquet files
-            (``dialogsum.train.jsonl``, ``dialogsum.dev.jsonl``, ...); None leaves it out.
-        enterprise: folder of the bundled enterprise dialogues; None leaves them out.
-        enterprise_weight: copies of each enterprise training dialogue per epoch (0.5 keeps half).
-        train_limit: use only the first N DialogSum training dialogues (after a seeded shuffle).
-        val_limit: use only the first N validation dialogues of each source.
+        sources: each data source by its name (the name reports and ``Example.source`` carry): a
+            Hub dataset name or local folder/file, its training weight and its column names
+            (:class:`datamodules.sources.DataSource`). None: DialogSum from the Hub and the bundled
+            enterprise dialogues. One field is set with ``--data.sources.<name>.path <folder>``.
+        train_limit: use only N training examples of each source (a seeded sample), before weighting.
+        val_limit: use only the first N validation examples of each source.
         prompt: how a dialogue becomes a prompt.
         max_length: tokens per example; longer dialogues are cut, never their summaries.
         batch_size: examples per training batch (the most, with ``max_tokens``).
@@ -55,9 +62,7 @@ class DialogSumDataModule(L.LightningDataModule):
     def __init__(
         self,
         tokenizer: str = "microsoft/phi-2",
-        dialogsum: str | None = "knkarthick/dialogsum",
-        enterprise: str | None = "data/enterprise",
-        enterprise_weight: float = 1.0,
+        sources: dict[str, DataSource] | None = None,
         train_limit: int | None = None,
         val_limit: int | None = None,
         prompt: PromptFormat | None = None,
@@ -72,15 +77,15 @@ class DialogSumDataModule(L.LightningDataModule):
         pack_length: int | None = None,
     ) -> None:
         super().__init__()
-        if dialogsum is None and enterprise is None:
-            raise ValueError("data.dialogsum and data.enterprise are both null; give at least one source")
+        sources = default_sources() if sources is None else sources
+        if not sources:
+            raise ValueError("data.sources is empty; give at least one data source")
         problems = packing_problems(pack_length, max_tokens, max_length)
         if problems:
             raise ValueError("; ".join(problems))
         self.tokenizer_name = tokenizer
-        self.dialogsum = dialogsum
-        self.enterprise = enterprise
-        self.enterprise_weight = enterprise_weight
+        # Plain dicts (a test, a notebook) become DataSource here; the CLI already gives DataSource.
+        self.sources = {name: as_source(name, source) for name, source in sources.items()}
         self.train_limit = train_limit
         self.val_limit = val_limit
         self.prompt = prompt or PromptFormat()
@@ -104,15 +109,12 @@ class DialogSumDataModule(L.LightningDataModule):
     def read_split(self, split: str) -> list[Example]:
         """Every source's examples of ``split``, limited and mixed as configured."""
         examples: list[Example] = []
-        if self.dialogsum is not None:
-            rows = load_split(self.dialogsum, split, "dialogsum")
-            if split == "train" and self.train_limit is not None:
-                rows = random.Random(self.seed).sample(rows, min(self.train_limit, len(rows)))
-            examples += rows[: self.val_limit] if split == "validation" else rows
-        if self.enterprise is not None:
-            rows = load_split(self.enterprise, split, "enterprise")
+        for name, source in self.sources.items():
+            rows = load_split(source, split, name)
             if split == "train":
-                rows = oversample(rows, self.enterprise_weight, self.seed)
+                if self.train_limit is not None:
+                    rows = random.Random(self.seed).sample(rows, min(self.train_limit, len(rows)))
+                rows = oversample(rows, source.weight, self.seed)
             examples += rows[: self.val_limit] if split == "validation" else rows
         return examples
 
@@ -234,9 +236,21 @@ def packing_problems(pack_length: int | None, max_tokens: int | None, max_length
     return problems
 
 
+def as_source(name: str, source: DataSource | dict | str) -> DataSource:
+    """A :class:`DataSource` from itself, a dict of its fields, or a bare path."""
+    if isinstance(source, DataSource):
+        return source
+    if isinstance(source, str):
+        return DataSource(source)
+    if not isinstance(source, dict) or "path" not in source:
+        raise ValueError(f"data.sources.{name} must give at least a path, got {source!r}")
+    columns = source.get("columns") or {}
+    return DataSource(**{**source, "columns": columns if isinstance(columns, Columns) else Columns(**columns)})
+
+
 def oversample(rows: list[Example], weight: float, seed: int) -> list[Example]:
     """``weight`` copies of ``rows``: the whole part repeats, the fraction is a seeded sample."""
     if weight < 0:
-        raise ValueError(f"data.enterprise_weight must be >= 0, got {weight}")
+        raise ValueError(f"a data source's weight must be >= 0, got {weight}")
     whole, fraction = divmod(weight, 1)
     return rows * int(whole) + random.Random(seed).sample(rows, round(fraction * len(rows)))

@@ -1,14 +1,16 @@
-"""Reading dialogue/summary records from local files or the Hugging Face Hub.
+"""Data sources: dialogue/summary records from local files or the Hugging Face Hub.
 
-Every reader returns :class:`Example` objects and validates each row as it reads it, so a bad row
-fails with ``file:line: field`` before any model is loaded.
+A source is configuration (:class:`DataSource`: a path or Hub name, a weight, the column names);
+``data.sources`` maps each source's name to one. Every reader returns :class:`Example` objects and
+validates each row as it reads it, so a missing column or a bad row fails with ``file:line: field``
+before any model is loaded.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -23,6 +25,41 @@ SPLIT_ALIASES = {
 
 class DataError(ValueError):
     """A data source or row is unusable; the message says where and what to do."""
+
+
+@dataclass
+class Columns:
+    """Which column of a source's files holds what.
+
+    Args:
+        id: the example id; a list names alternatives, the first one a file has is used.
+        dialogue: the conversation.
+        summary: the reference summary; a list names several references (the first is the training
+            target). A file without a column of this name uses its numbered ones (``summary1``,
+            ``summary2``, ...), as DialogSum's test split has.
+        topic: an optional topic (numbered ones too); None ignores topics.
+    """
+
+    id: str | list[str] = field(default_factory=lambda: ["id", "fname"])
+    dialogue: str = "dialogue"
+    summary: str | list[str] = "summary"
+    topic: str | None = "topic"
+
+
+@dataclass
+class DataSource:
+    """One data set: where it is, how much of it training sees, and its column names.
+
+    Args:
+        path: a Hub dataset name, a folder of data files whose names carry the split
+            (``dialogsum.train.jsonl``, ``dev.csv``, ...), or one file that serves every split.
+        weight: copies of each training example an epoch (0.5 keeps a seeded half, 0 none).
+        columns: the column names of this source's files.
+    """
+
+    path: str
+    weight: float = 1.0
+    columns: Columns = field(default_factory=Columns)
 
 
 @dataclass(frozen=True)
@@ -42,22 +79,28 @@ class Example:
         return self.summaries[0]
 
 
-def load_split(source: str, split: str, name: str) -> list[Example]:
-    """Load one split of ``source``: a local folder of data files or a Hub dataset name."""
+def load_split(source: DataSource, split: str, name: str) -> list[Example]:
+    """Load one split of a source: a local folder, a local file or a Hub dataset name."""
     if split not in SPLIT_ALIASES:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLIT_ALIASES)}")
-    path = Path(source).expanduser()
+    path = Path(source.path).expanduser()
     if path.is_dir():
-        return read_file(find_split_file(path, split), name)
+        return read_file(find_split_file(path, split, name), name, source.columns)
     if path.suffix in DATA_SUFFIXES:
         if not path.exists():
-            raise DataError(f"{path}: file not found; check the path")
-        return read_file(path, name)
+            raise DataError(f"{path}: file not found; check data.sources.{name}.path")
+        return read_file(path, name, source.columns)
     if path.is_file():
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(DATA_SUFFIXES)}")
-    if _looks_local(source):
-        raise DataError(f"{path}: no such folder or file; check the path")
+    if _looks_local(source.path):
+        raise DataError(f"{path}: no such folder or file; check data.sources.{name}.path")
     return _load_from_hub(source, split, name)
+
+
+def has_split(source: DataSource, split: str) -> bool:
+    """Whether a local folder source has a file for ``split`` (e.g. ``stress.jsonl``); Hub sources don't."""
+    path = Path(source.path).expanduser()
+    return path.is_dir() and any(split_tokens(p) & set(SPLIT_ALIASES[split]) for p in data_files(path))
 
 
 def _looks_local(source: str) -> bool:
@@ -65,13 +108,23 @@ def _looks_local(source: str) -> bool:
     return source.startswith(("/", ".", "~", "\\")) or source.count("/") > 1 or "\\" in source
 
 
-def find_split_file(folder: Path, split: str) -> Path:
+def data_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.suffix in DATA_SUFFIXES]
+
+
+def split_tokens(path: Path) -> set[str]:
+    """The words of a file name: ``dialogsum.dev.jsonl`` -> {dialogsum, dev}."""
+    return set(path.stem.lower().replace("-", ".").replace("_", ".").split("."))
+
+
+def find_split_file(folder: Path, split: str, name: str = "") -> Path:
     """The one data file in ``folder`` whose name carries the split, e.g. ``dialogsum.dev.jsonl``."""
-    files = [p for p in sorted(folder.iterdir()) if p.suffix in DATA_SUFFIXES]
+    files = data_files(folder)
     if not files:
-        raise DataError(f"{folder}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder; check the path")
-    tokens = lambda p: set(p.stem.lower().replace("-", ".").replace("_", ".").split("."))  # noqa: E731
-    matches = [p for p in files if tokens(p) & set(SPLIT_ALIASES[split])]
+        raise DataError(
+            f"{folder}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder; check data.sources.{name}.path"
+        )
+    matches = [p for p in files if split_tokens(p) & set(SPLIT_ALIASES[split])]
     if len(matches) != 1:
         found = ", ".join(p.name for p in matches) or "none"
         raise DataError(
@@ -81,13 +134,16 @@ def find_split_file(folder: Path, split: str) -> Path:
     return matches[0]
 
 
-def read_file(path: Path, name: str) -> list[Example]:
-    """Read a jsonl/json/csv/parquet file, validating every row."""
+def read_file(path: Path, name: str, columns: Columns | None = None) -> list[Example]:
+    """Read a jsonl/json/csv/parquet file, validating its columns (first row) and then every row."""
+    columns = columns or Columns()
     rows = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}
     examples, seen = [], {}
     for line, row in rows[path.suffix](path):
         where = f"{path}:{line}" if isinstance(line, int) else f"{path}: {line}"
-        example = to_example(row, where, name)
+        if not examples:
+            check_columns(row, columns, path, name)
+        example = to_example(row, where, name, columns)
         if example.id in seen:
             raise DataError(
                 f"{where}: field 'id' repeats {example.id!r} (first at {seen[example.id]}); make ids unique"
@@ -99,24 +155,64 @@ def read_file(path: Path, name: str) -> list[Example]:
     return examples
 
 
-def to_example(row: dict, where: str, name: str) -> Example:
-    """Validate one raw row (DialogSum's field names) and turn it into an :class:`Example`."""
+def _names(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def _numbered(row: dict, base: str) -> list[str]:
+    """``base`` itself if the row has it, else its numbered columns in order (summary1, summary2, ...)."""
+    if base in row:
+        return [base]
+    found = [k for k in row if k.startswith(base) and k[len(base) :].isdigit()]
+    return sorted(found, key=lambda k: int(k[len(base) :]))
+
+
+def summary_keys(row: dict, columns: Columns) -> list[str]:
+    """The row's reference columns: the configured list as given, or one name with its numbered forms."""
+    names = _names(columns.summary)
+    return names if len(names) > 1 else _numbered(row, names[0])
+
+
+def check_columns(row: dict, columns: Columns, path: Path, name: str) -> None:
+    """Fail in one line when a file lacks a configured column, naming the columns it has."""
     if not isinstance(row, dict):
-        raise DataError(f"{where}: expected an object with 'dialogue' and 'summary', got {type(row).__name__}")
-    rid = row.get("id", row.get("fname"))
+        return  # to_example names the row
+    wanted = [("id", _names(columns.id))] if not any(k in row for k in _names(columns.id)) else []
+    wanted += [("dialogue", [columns.dialogue])] if columns.dialogue not in row else []
+    names = _names(columns.summary)
+    missing = [n for n in names if n not in row] if len(names) > 1 else ([] if summary_keys(row, columns) else names)
+    wanted += [("summary", missing)] if missing else []
+    if wanted:
+        role, cols = wanted[0]
+        raise DataError(
+            f"{path}: no column {' or '.join(map(repr, cols))} ({role}); the file has columns "
+            f"{', '.join(map(str, row))}; set data.sources.{name}.columns.{role}"
+        )
+
+
+def to_example(row: dict, where: str, name: str, columns: Columns | None = None) -> Example:
+    """Validate one raw row and turn it into an :class:`Example` (column names from ``columns``)."""
+    columns = columns or Columns()
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected an object with a dialogue and a summary, got {type(row).__name__}")
+    id_key = next((k for k in _names(columns.id) if k in row), _names(columns.id)[0])
+    rid = row.get(id_key)
     if rid is None or str(rid).strip() == "":
-        raise DataError(f"{where}: field 'id' (or 'fname') is missing or empty; give every row an id")
+        raise DataError(f"{where}: field {id_key!r} (the id) is missing or empty; give every row an id")
     if isinstance(rid, bool) or not isinstance(rid, str | int):
-        raise DataError(f"{where}: field 'id' must be text or a whole number, got {type(rid).__name__}")
-    dialogue = _text(row, "dialogue", where)
-    keys = ["summary"] if "summary" in row else sorted(k for k in row if k.startswith("summary") and k[7:].isdigit())
+        raise DataError(f"{where}: field {id_key!r} (the id) must be text or a whole number, got {type(rid).__name__}")
+    dialogue = _text(row, columns.dialogue, where)
+    keys = summary_keys(row, columns)
     if not keys:
-        raise DataError(f"{where}: field 'summary' is missing; add the reference summary")
+        raise DataError(f"{where}: field {_names(columns.summary)[0]!r} is missing; add the reference summary")
     summaries = tuple(_text(row, key, where) for key in keys)
-    topic = row.get("topic", row.get("topic1", "")) or ""
+    topic_keys = _numbered(row, columns.topic) if columns.topic else []
+    topic = (row.get(topic_keys[0]) if topic_keys else "") or ""
     if not isinstance(topic, str):
-        raise DataError(f"{where}: field 'topic' must be text, got {type(topic).__name__}")
-    known = {"id", "fname", "dialogue", "topic", *keys} | {k for k in row if k.startswith("topic")}
+        raise DataError(f"{where}: field {topic_keys[0]!r} (the topic) must be text, got {type(topic).__name__}")
+    known = {*_names(columns.id), columns.dialogue, *keys, *topic_keys} | {
+        k for k in row if columns.topic and k.startswith(columns.topic)
+    }
     extra = {k: v for k, v in row.items() if k not in known} or None
     return Example(str(rid), dialogue, summaries, name, str(topic), extra)
 
@@ -192,16 +288,19 @@ def _parquet_rows(path: Path):
         yield f"row {number}", row
 
 
-def _load_from_hub(name: str, split: str, label: str) -> list[Example]:
+def _load_from_hub(source: DataSource, split: str, name: str) -> list[Example]:
     import datasets
 
-    hub_split = {"validation": "validation", "train": "train", "test": "test"}.get(split, split)
     try:
-        table = datasets.load_dataset(name, split=hub_split)
+        table = datasets.load_dataset(source.path, split=split)
     except Exception as err:  # offline, unknown name, missing split: all are "can't get it"
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise DataError(
-            f"cannot load dataset {name!r} split {split!r} from the Hugging Face Hub ({reason}); "
-            f"set --data.{label} to a local folder of jsonl/csv/parquet files"
+            f"cannot load dataset {source.path!r} split {split!r} from the Hugging Face Hub ({reason}); "
+            f"set --data.sources.{name}.path to a local folder of jsonl/csv/parquet files"
         ) from None
-    return [to_example(row, f"{name}[{split}] row {i}", label) for i, row in enumerate(table, 1)]
+    rows = iter(table)
+    first = next(rows, None)
+    if first is not None:
+        check_columns(first, source.columns, Path(f"{source.path}[{split}]"), name)
+    return [to_example(row, f"{source.path}[{split}] row {i}", name, source.columns) for i, row in enumerate(table, 1)]

@@ -1,10 +1,13 @@
 """Evaluate a run: base vs fine-tuned summaries, metrics, side-by-side reports and the stress test.
 
-    python -m eval --adapter logs/quickstart/version_0/adapter --dialogsum ../shared/data/dialogsum \\
-        --enterprise none --limit 20 --bertscore_model <encoder folder>
+    python -m eval --adapter logs/quickstart/version_0/adapter --limit 20 --bertscore_model <encoder folder>
+    python -m eval --adapter logs/phi2_qlora/version_0/adapter --data.sources.dialogsum.path <folder>
     python -m eval --config logs/phi2_qlora/version_0/config.yaml --ckpt_path last --split validation
 
-Base = the same model with its adapter disabled; both decode the same prompts greedily.
+The run (its model class, data sources, prompt, max_new_tokens, stop_bias) is rebuilt from its saved
+config.yaml; any of its options can be overridden in the training syntax (--model.stop_bias 1.0).
+Base = the same model with its adapter disabled; both decode the same prompts greedily. The stress
+test runs on the stress split of every source that has one (data/enterprise/stress.jsonl).
 Reports land in --out (default <run>/eval/<split>): metrics.md, samples.{csv,md,html}, stress.md, report.json.
 python -m eval.rescore <report.json> recomputes the metrics from a report's saved summaries.
 """
@@ -20,31 +23,28 @@ from pathlib import Path
 
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
-from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, chosen_sources, none_or
+from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, parse_with_overrides
 from eval.metrics import METRICS, REFERENCES, MetricArgs, MetricResourceError, check_resources
 from eval.reports import MODELS, add_scores, metrics_table, write_reports
-from eval.runner import default_stress_path, find_run, generate_pair, load_model, read_examples
+from eval.runner import find_run, generate_pair, load_model, read_examples, stress_files
 from eval.stress import read_stress, stress_markdown, stress_report
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     add_run_arguments(p)
     data = add_data_arguments(p, split="test")
     data.add_argument(
-        "--stress", help="stress set file (default: stress.jsonl of the enterprise data); 'none' skips it"
+        "--stress", help="stress set file (default: the stress split of the run's sources); 'none' skips it"
     )
     data.add_argument("--stress_limit", type=int, help="run only the first N stress scenarios (default all)")
     data.add_argument("--stress_only", action="store_true", help="run only the stress test, no metrics")
-    gen = add_generation_arguments(p)
-    gen.add_argument(
-        "--stop_bias",
-        type=float,
-        help="added to the end tokens' logits at each greedy step of both models; above 0 ends summaries "
-        "sooner (default model.stop_bias, 0; python -m eval.calibrate picks one on validation data)",
-    )
+    add_generation_arguments(p)
     met = p.add_argument_group("metrics")
     met.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
     met.add_argument("--bertscore_model", default="roberta-large", help="BERTScore encoder: Hub name or local folder")
@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the evaluation and return the report (everything report.json holds)."""
-    args = parser().parse_args(argv)
+    args = parse_with_overrides(parser(), argv)
     try:
         return evaluate(args)
     except (DataError, SourceError, MetricResourceError) as err:
@@ -75,7 +75,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Check everything that can fail fast, then generate, score and write the reports."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
-    run = find_run(args.config, args.ckpt_path, args.adapter)
+    run = find_run(args.config, args.ckpt_path, args.adapter, args.overrides)
     try:
         metric_args = MetricArgs(
             metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
@@ -91,10 +91,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     examples = []
     if not args.stress_only:
         check_resources(metric_args)
-        sources = chosen_sources(args, run.data)
-        examples = read_examples(sources, args.split, args.limit)
-    stress_path = none_or(args.stress, str(default_stress_path(run) or "")) or None
-    stress = read_stress(stress_path)[: args.stress_limit] if stress_path else []
+        examples = read_examples(run.data, args.split, args.limit)
+    stress_paths = (
+        stress_files(run.data) if args.stress is None else [] if args.stress.lower() == "none" else [args.stress]
+    )
+    stress = [e for path in stress_paths for e in read_stress(path)][: args.stress_limit]
     if args.stress_only and not stress:
         raise DataError("--stress_only but no stress set; give --stress <file>")
 
@@ -102,9 +103,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-    loaded = load_model(run, args.base_model, args.weights, args.device)
-    max_new = args.max_new_tokens or loaded.module.max_new_tokens
-    stop_bias = loaded.module.stop_bias if args.stop_bias is None else args.stop_bias
+    loaded = load_model(run, args.weights, args.device)
+    max_new, stop_bias = loaded.module.max_new_tokens, loaded.module.stop_bias
     prompt_of = lambda ex: loaded.encoder.prompt_ids(ex.dialogue)[0]  # noqa: E731
     all_examples = examples + stress
     base, tuned = generate_pair(
@@ -128,6 +128,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         "title": title,
         "settings": {
             "config": str(run.config_path),
+            "overrides": args.overrides,
+            **{f"{key}_class": path for key, path in run.class_paths.items()},
             "adapter_weights": str(weights),
             "base_model": loaded.module.model_name,
             "split": args.split,
@@ -149,7 +151,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     stress_md = None
     if stress:
         report["stress"] = stress_report(stress, stress_summaries)
-        report["stress"]["file"] = str(stress_path)
+        report["stress"]["file"] = ", ".join(map(str, stress_paths))
         stress_md = stress_markdown(report["stress"], MODELS)
     report["timings_s"] = {**loaded.timings, "total": time.perf_counter() - started}
     files = write_reports(out_dir, report, rows, stress_md)

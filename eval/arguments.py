@@ -1,6 +1,10 @@
-"""Command-line arguments that ``python -m eval`` and ``python -m eval.calibrate`` share.
+"""Command-line arguments that ``python -m eval``, ``eval.calibrate`` and ``eval.demo`` share.
 
-Nothing here imports torch, so ``--help`` stays instant.
+Each command's own options (which weights, decoding, metrics, reports) are argparse options; every
+option of the run itself (model, data, prompt, ``max_new_tokens``, ``stop_bias``) is given in the
+training syntax (``--model.init_args.max_new_tokens 64``, ``--data.sources.dialogsum.path <folder>``)
+and goes to the training parser that rebuilds the run (``train.rebuild``). Nothing here imports
+torch, so ``--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -18,25 +22,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--config", help="the run's config.yaml (found beside --ckpt_path/--adapter when left out)")
     run.add_argument("--ckpt_path", help="Lightning checkpoint with the adapter weights, or 'last'")
     run.add_argument("--adapter", help="PEFT adapter folder exported by fit (<run>/adapter)")
-    run.add_argument("--base_model", help="replaces model.model: the base model's folder or Hub name here")
 
 
 def add_data_arguments(p: argparse.ArgumentParser, split: str) -> argparse._ArgumentGroup:
     """Which examples: the split and the sources; returns the group for more options."""
     data = p.add_argument_group("data")
     data.add_argument("--split", default=split, help=f"train, validation or test (default {split})")
-    data.add_argument("--dialogsum", help="replaces data.dialogsum (a folder or Hub name; 'none' leaves it out)")
-    data.add_argument("--enterprise", help="replaces data.enterprise (a folder; 'none' leaves it out)")
-    data.add_argument(
-        "--limit", type=int, help="evaluate only the first N examples of each source (the stress set too)"
-    )
+    data.add_argument("--limit", type=int, help="evaluate only the first N examples of each source")
     return data
 
 
 def add_generation_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """How summaries are decoded; returns the group for more options."""
     gen = p.add_argument_group("generation")
-    gen.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
     gen.add_argument("--batch_size", type=int, default=64, help="prompts decoded together (default 64)")
     gen.add_argument(
         "--decoder",
@@ -63,13 +61,35 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGr
     return gen
 
 
-def none_or(override: str | None, default: str | None) -> str | None:
-    """The command-line value if given ('none' turns the setting off), else the config's."""
-    if override is None:
-        return default
-    return None if override.lower() in ("none", "null", "") else override
+OVERRIDE_PREFIXES = ("--model.", "--data.")
+# Options that earlier releases had; each is now an option of the run, in training syntax.
+RENAMED = {
+    "--dialogsum": "--data.sources.dialogsum.path <folder or Hub name>",
+    "--enterprise": "--data.sources.enterprise.path <folder> (or --data.sources '{name: {path: ...}}' for a new list)",
+    "--base_model": "--model.model <folder or Hub name>",
+    "--max_new_tokens": "--model.max_new_tokens N",
+    "--stop_bias": "--model.stop_bias X",
+}
 
 
-def chosen_sources(args: argparse.Namespace, run_data: dict) -> dict[str, str | None]:
-    """Each data source: ``--dialogsum`` / ``--enterprise`` if given ('none' leaves it out), else the run config's."""
-    return {name: none_or(getattr(args, name), run_data.get(name)) for name in ("dialogsum", "enterprise")}
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The command's own options, with ``overrides``: the run options given in training syntax.
+
+    Exits with one line for an old option (naming its new form) or an option nobody knows.
+    """
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    for i, token in enumerate(rest):
+        name = token.split("=", 1)[0]
+        if name in RENAMED:
+            parser.exit(2, f"error: {name} was removed; give {RENAMED[name]} (the training syntax)\n")
+        if name.startswith(OVERRIDE_PREFIXES):
+            overrides.append(token)
+        elif token.startswith("-"):
+            parser.exit(2, f"error: unknown option {token}; see {parser.prog} --help\n")
+        elif not (i > 0 and rest[i - 1].startswith(OVERRIDE_PREFIXES) and "=" not in rest[i - 1]):
+            parser.exit(2, f"error: unexpected argument {token!r}; see {parser.prog} --help\n")
+        else:
+            overrides.append(token)
+    args.overrides = overrides
+    return args

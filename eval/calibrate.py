@@ -1,7 +1,7 @@
 """Choose ``stop_bias`` on validation data: the fine-tuned summaries as long as the human ones there.
 
-    python -m eval.calibrate --config <run>/config.yaml --adapter <run>/adapter \\
-        --dialogsum ../shared/data/dialogsum --biases 0,0.5,1,1.5,2
+    python -m eval.calibrate --adapter <run>/adapter --biases 0,0.5,1,1.5,2 \\
+        --data.sources.dialogsum.path ../shared/data/dialogsum
 
 A fine-tuned model writes summaries about as long as its training summaries. Where the summaries
 wanted are shorter (DialogSum's validation and test references are shorter than its training ones),
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
-from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, chosen_sources
+from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, parse_with_overrides
 from eval.runner import find_run, load_model, read_examples
 
 COLUMNS = {"words": "words", "length_ratio": "length ratio", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
@@ -31,7 +31,10 @@ COLUMNS = {"words": "words", "length_ratio": "length ratio", "rouge1": "ROUGE-1"
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m eval.calibrate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     add_run_arguments(p)
     add_data_arguments(p, split="validation")
@@ -51,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the calibration and return what calibration.json holds."""
-    args = parser().parse_args(argv)
+    args = parse_with_overrides(parser(), argv)
     try:
         biases = parse_biases(args.biases)
         return calibrate(args, biases)
@@ -76,16 +79,15 @@ def calibrate(args: argparse.Namespace, biases: list[float]) -> dict:
     from model.generation import generate_summaries
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    run = find_run(args.config, args.ckpt_path, args.adapter)
-    sources = chosen_sources(args, run.data)
-    examples = read_examples(sources, args.split, args.limit)  # bad data fails here, before the model loads
+    run = find_run(args.config, args.ckpt_path, args.adapter, args.overrides)
+    examples = read_examples(run.data, args.split, args.limit)  # bad data fails here, before the model loads
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    loaded = load_model(run, args.base_model, args.weights, args.device)
+    loaded = load_model(run, args.weights, args.device)
     module = loaded.module
-    max_new = args.max_new_tokens or module.max_new_tokens
+    max_new = module.max_new_tokens
     prompts = [loaded.encoder.prompt_ids(e.dialogue)[0] for e in examples]
     references = [list(e.summaries) for e in examples]
     rows = []
@@ -137,7 +139,7 @@ def calibration_markdown(result: dict) -> str:
     lines += [
         "",
         f"Chosen: stop_bias {result['stop_bias']:g}, the length ratio closest to {result['target']:g}. "
-        f"Use it with python -m eval --stop_bias {result['stop_bias']:g}, or set model.stop_bias in the config.",
+        f"Use it with python -m eval --model.stop_bias {result['stop_bias']:g}, or set model.stop_bias in the config.",
         "",
     ]
     return "\n".join(lines)

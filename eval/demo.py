@@ -4,6 +4,8 @@
     python -m eval.demo --adapter ... < dialogue.txt                           # piped: one summary pair
     python -m eval.demo --adapter ... --input dialogues.jsonl --json           # scripted: JSON lines
 
+The run is rebuilt from its config.yaml; its options can be overridden in the training syntax
+(``--model.stop_bias 1.0``, ``--model.max_new_tokens 64``, ``--model.model <base folder>``).
 Conversations in a text file or on standard input are separated by a line holding only ``---``;
 a .jsonl file gives one conversation per row (its ``dialogue`` field).
 """
@@ -20,6 +22,7 @@ from typing import TextIO
 
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
+from eval.arguments import add_run_arguments, parse_with_overrides
 from eval.runner import LoadedModel, find_run, generate_pair, load_model
 
 SEPARATOR = "---"
@@ -27,23 +30,16 @@ SEPARATOR = "---"
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m eval.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    p.add_argument("--config", help="the run's config.yaml (found beside --ckpt_path/--adapter when left out)")
-    p.add_argument("--ckpt_path", help="Lightning checkpoint with the adapter weights, or 'last'")
-    p.add_argument("--adapter", help="PEFT adapter folder exported by fit (<run>/adapter)")
-    p.add_argument("--base_model", help="replaces model.model: the base model's folder or Hub name here")
+    add_run_arguments(p)
     p.add_argument(
         "--input", help="a text file (conversations separated by '---' lines) or a .jsonl file; '-' is stdin"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per conversation")
-    p.add_argument("--max_new_tokens", type=int, help="summary length bound (default model.max_new_tokens)")
-    p.add_argument(
-        "--stop_bias",
-        type=float,
-        help="added to the end tokens' logits at each greedy step; above 0 ends summaries sooner "
-        "(default model.stop_bias; python -m eval.calibrate picks one on validation data)",
-    )
     p.add_argument(
         "--weights",
         default="dense",
@@ -56,19 +52,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
     """Summarize conversations from a file, a pipe, or typed in, with both models."""
-    args = parser().parse_args(argv)
+    args = parse_with_overrides(parser(), argv)
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     try:
-        run = find_run(args.config, args.ckpt_path, args.adapter)
+        run = find_run(args.config, args.ckpt_path, args.adapter, args.overrides)
         interactive = args.input is None and stdin.isatty()
         dialogues = None if interactive else read_dialogues(args.input, stdin)
         if interactive:
             print("loading the model...", file=sys.stderr)
-        loaded = load_model(run, args.base_model, args.weights, args.device)
+        loaded = load_model(run, args.weights, args.device)
     except (DataError, SourceError) as err:
         sys.exit(f"error: {err}")
-    max_new = args.max_new_tokens or loaded.module.max_new_tokens
-    stop_bias = loaded.module.stop_bias if args.stop_bias is None else args.stop_bias
+    max_new, stop_bias = loaded.module.max_new_tokens, loaded.module.stop_bias
     if dialogues is not None:
         pairs = summarize(loaded, dialogues, max_new, stop_bias)
         for dialogue, (base, tuned) in zip(dialogues, pairs, strict=True):

@@ -1,39 +1,39 @@
-"""Rebuilding a trained run for evaluation: its config, the 4-bit base, the adapter, the prompt format.
+"""Rebuilding a trained run for evaluation: its model and data classes, the adapter, the prompt format.
 
-A run is found from any of: the config file, a Lightning checkpoint (``<run>/checkpoints/*.ckpt``),
-or an exported PEFT adapter (``<run>/adapter``); the config saved by LightningCLI in ``<run>`` gives
-the base model, LoRA shape and the prompt format used in training.
+A run is found from a Lightning checkpoint (``<run>/checkpoints/*.ckpt``) or an exported PEFT adapter
+(``<run>/adapter``); the config.yaml LightningCLI saved in ``<run>`` is the only description of the run:
+``train.rebuild`` instantiates its model and data classes from it through the training parser, so a
+researcher's subclass, its extra arguments and every option are what eval measures. Overrides use
+the training syntax (``--model.init_args.max_new_tokens 64``, ``--data.sources.dialogsum.path <folder>``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from datamodules.sources import DataError, Example, load_split
+from datamodules.sources import DataError, Example, find_split_file, has_split
 from datamodules.tokenizer import SourceError
-
-ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_STRESS = ROOT / "data" / "enterprise" / "stress.jsonl"
 
 
 @dataclass
 class Run:
-    """A run's config and where its weights are.
+    """A run rebuilt from its config: the (not yet loaded) module and data module, and its weights.
 
     Args:
-        config: the parsed LightningCLI config (``model:``, ``data:`` sections).
-        config_path: the file it came from.
+        config_path: the run's config.yaml.
+        module: the LightningModule the config names, instantiated (weights load in ``load_model``).
+        data: the LightningDataModule the config names, instantiated (nothing read yet).
         ckpt_path: a Lightning checkpoint holding the adapter weights, or None.
         adapter: a PEFT adapter folder, or None.
     """
 
-    config: dict
     config_path: Path
+    module: object
+    data: object
     ckpt_path: Path | None = None
     adapter: Path | None = None
 
@@ -48,21 +48,22 @@ class Run:
         return self.config_path.parent
 
     @property
-    def model(self) -> dict:
-        return self.config.get("model") or {}
-
-    @property
-    def data(self) -> dict:
-        return self.config.get("data") or {}
+    def class_paths(self) -> dict[str, str]:
+        """The model and data classes measured (a researcher's subclass shows here)."""
+        return {key: f"{type(obj).__module__}.{type(obj).__qualname__}" for key, obj in (("model", self.module),
+                ("data", self.data))}  # fmt: skip
 
 
-def find_run(config: str | None, ckpt_path: str | None = None, adapter: str | None = None) -> Run:
-    """Read the run's config: the one given, else the config.yaml beside the checkpoint or adapter.
+def find_run(
+    config: str | None, ckpt_path: str | None = None, adapter: str | None = None, overrides: list[str] = ()
+) -> Run:
+    """Rebuild a run from its config: the one given, else the config.yaml beside the checkpoint or adapter.
 
     Args:
-        config: a config YAML (a run's saved config.yaml, or the one it was trained with).
+        config: a config YAML (a run's saved config.yaml).
         ckpt_path: a Lightning checkpoint, or ``last`` for the config's newest ``last.ckpt``.
         adapter: a PEFT adapter folder (``adapter_config.json`` + weights).
+        overrides: options in training syntax, applied on top of the config.
     """
     if not ckpt_path and not adapter:
         raise SourceError("give the fine-tuned weights: --ckpt_path <file or last> or --adapter <folder>")
@@ -86,10 +87,12 @@ def find_run(config: str | None, ckpt_path: str | None = None, adapter: str | No
     path = Path(config)
     if not path.is_file():
         raise SourceError(f"--config {config}: file not found")
-    parsed = yaml.safe_load(path.read_text()) or {}
     if ckpt_path == "last":
-        ckpt_path = str(newest_last_checkpoint(parsed, path))
-    return Run(parsed, path, Path(ckpt_path) if ckpt_path else None, Path(adapter) if adapter else None)
+        ckpt_path = str(newest_last_checkpoint(yaml.safe_load(path.read_text()) or {}, path))
+    from train import rebuild
+
+    module, data = rebuild(path, list(overrides))
+    return Run(path, module, data, Path(ckpt_path) if ckpt_path else None, Path(adapter) if adapter else None)
 
 
 def newest_last_checkpoint(config: dict, config_path: Path) -> Path:
@@ -104,21 +107,34 @@ def newest_last_checkpoint(config: dict, config_path: Path) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def read_examples(sources: dict[str, str | None], split: str, limit: int | None = None) -> list[Example]:
-    """The examples of ``split`` from each source (the first ``limit`` of each).
+def read_examples(data, split: str, limit: int | None = None) -> list[Example]:
+    """The examples of ``split`` from each of the data module's sources (the first ``limit`` of each).
 
     Args:
-        sources: source label -> Hub name or local folder/file; None leaves it out.
-        split: ``train``, ``validation``, ``test`` or ``stress``.
+        data: the run's data module (``DialogSumDataModule`` or a subclass).
+        split: ``train``, ``validation`` or ``test``.
         limit: examples kept per source; None keeps all.
     """
-    examples: list[Example] = []
-    for name, source in sources.items():
-        if source:
-            examples += load_split(source, split, name)[:limit]
+    examples = data.read_split(split)
+    if limit is not None:
+        seen: dict[str, int] = {}
+        kept = []
+        for example in examples:
+            seen[example.source] = seen.get(example.source, 0) + 1
+            if seen[example.source] <= limit:
+                kept.append(example)
+        examples = kept
     if not examples:
-        raise DataError(f"no examples for split {split!r}: every data source is off; set --dialogsum or --enterprise")
+        raise DataError(f"no examples for split {split!r}; check data.sources")
     return examples
+
+
+def stress_files(data) -> list[Path]:
+    """The stress split of every local source that has one (a file named like ``stress.jsonl``)."""
+    sources = getattr(data, "sources", {})
+    return [
+        find_split_file(Path(s.path).expanduser(), "stress", n) for n, s in sources.items() if has_split(s, "stress")
+    ]
 
 
 WEIGHTS = ("dense", "merged", "4bit")
@@ -139,12 +155,11 @@ class LoadedModel:
         return self.module.tokenizer
 
 
-def load_model(run: Run, base_model: str | None = None, weights: str = "dense", device: str = "auto") -> LoadedModel:
-    """Build the run's module (4-bit base + fresh LoRA), load its adapter weights and its prompt encoder.
+def load_model(run: Run, weights: str = "dense", device: str = "auto") -> LoadedModel:
+    """Load the run's base (4-bit) with fresh LoRA, then its adapter weights; build its prompt encoder.
 
     Args:
-        run: the run to rebuild.
-        base_model: replaces ``model.model`` (e.g. the base model's folder on this machine).
+        run: the run from :func:`find_run`.
         weights: ``dense`` dequantizes the 4-bit layers once into ``model.dtype`` (the same weights
             and summaries as ``4bit``, faster); ``merged`` also folds the adapter into those weights
             for the fine-tuned pass (faster still, but rounding the update to bf16 can change a few
@@ -154,24 +169,13 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
     import torch
 
     from datamodules.encoding import PromptEncoder
-    from datamodules.prompts import PromptFormat
     from eval.dense import dequantize_4bit_layers
-    from model.loading import LoraArgs, QuantArgs
-    from model.module import DTYPES, QLoRAModule
+    from model.module import DTYPES
 
     if weights not in WEIGHTS:
         raise ValueError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     start = time.perf_counter()
-    cfg = run.model
-    module = QLoRAModule(
-        model=base_model or cfg.get("model", "microsoft/phi-2"),
-        dtype=cfg.get("dtype", "bfloat16"),
-        quant=QuantArgs(**(cfg.get("quant") or {})),
-        lora=adapter_lora(run.adapter) if run.adapter else LoraArgs(**(cfg.get("lora") or {})),
-        attn_implementation=cfg.get("attn_implementation", "sdpa"),
-        max_new_tokens=cfg.get("max_new_tokens", 96),
-        stop_bias=cfg.get("stop_bias", 0.0),
-    )
+    module = run.module
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):  # the weights load, and are quantized, on the device (not on the CPU first)
@@ -185,19 +189,8 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
     if weights != "4bit":
         dequantize_4bit_layers(module.model, DTYPES[module.dtype_name])
     module.eval()
-    prompt = PromptFormat(**(run.data.get("prompt") or {}))
-    encoder = PromptEncoder(module.tokenizer, prompt, run.data.get("max_length", 512))
+    encoder = PromptEncoder(module.tokenizer, run.data.prompt, run.data.max_length)
     return LoadedModel(module, encoder, weights=weights, timings={"load_s": time.perf_counter() - start})
-
-
-def adapter_lora(folder: Path):
-    """LoRA settings read from a PEFT ``adapter_config.json``, so the fresh adapters match its weights."""
-    from model.loading import LoraArgs
-
-    cfg = json.loads((Path(folder) / "adapter_config.json").read_text())
-    targets = cfg.get("target_modules")
-    targets = sorted(targets) if isinstance(targets, list | set | tuple) else targets
-    return LoraArgs(r=cfg["r"], alpha=cfg["lora_alpha"], dropout=cfg.get("lora_dropout", 0.0), target_modules=targets)
 
 
 def load_adapter_folder(module, folder: Path) -> None:
@@ -292,12 +285,3 @@ def generate_pair(
     )
     loaded.timings["tuned_generate_s"] = time.perf_counter() - start
     return base, tuned
-
-
-def default_stress_path(run: Run) -> Path | None:
-    """The stress set beside the run's enterprise data, else the bundled one."""
-    enterprise = run.data.get("enterprise")
-    candidate = Path(enterprise) / "stress.jsonl" if enterprise else None
-    if candidate is not None and candidate.is_file():
-        return candidate
-    return BUNDLED_STRESS if BUNDLED_STRESS.is_file() else None

@@ -65,11 +65,12 @@ def config_problems(config: Any) -> list[str]:
     ):
         need(_at_least(config, key, 1), key, "must be >= 1" + (" or null (no limit)" if "limit" in key else ""))
     need(_at_least(config, "data.num_workers", 0), "data.num_workers", "must be >= 0")
-    need(
-        _at_least(config, "data.enterprise_weight", 0),
-        "data.enterprise_weight",
-        "must be >= 0 (0 leaves the enterprise set out of training)",
-    )
+    sources = _get(config, "data.sources")
+    if sources is not None and len(sources) == 0:
+        problems.append("data.sources is empty: give at least one data source")
+    for name, source in (sources or {}).items():
+        weight = getattr(source, "weight", None) if not isinstance(source, dict) else source.get("weight")
+        need(weight is None or weight >= 0, f"data.sources.{name}.weight", "must be >= 0 (0 leaves it out of training)")
     max_tokens = _get(config, "data.max_tokens")
     need(
         max_tokens is None or max_length is None or max_tokens >= max_length,
@@ -77,9 +78,6 @@ def config_problems(config: Any) -> list[str]:
         f"must be >= data.max_length ({max_length}) so the longest example fits a batch, or null",
     )
     problems += packing_problems(_get(config, "data.pack_length"), max_tokens, max_length)
-    data = _get(config, "data")
-    if data is not None and getattr(data, "dialogsum", "") is None and getattr(data, "enterprise", "") is None:
-        problems.append("data.dialogsum and data.enterprise are both null: give at least one data source")
     template = _get(config, "data.prompt.template")
     need(
         template is None or template.count("{dialogue}") == 1,
@@ -149,11 +147,16 @@ def _local_config(model: str) -> dict:
 
 
 def _get(config: Any, key: str, default: Any = None) -> Any:
+    """``config``'s value at a dotted key; ``model.x`` finds ``model.init_args.x`` of a class_path entry."""
     value = config
     for part in key.split("."):
-        value = getattr(value, part, None) if not isinstance(value, dict) else value.get(part)
-        if value is None:
+        step = getattr(value, part, None) if not isinstance(value, dict) else value.get(part)
+        if step is None:
+            args = getattr(value, "init_args", None) if not isinstance(value, dict) else value.get("init_args")
+            step = None if args is None else (args.get(part) if isinstance(args, dict) else getattr(args, part, None))
+        if step is None:
             return default
+        value = step
     return value
 
 
