@@ -36,6 +36,7 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 BASE_CONFIG = CONFIGS / "base.yaml"
 DEFAULT_CONFIG = CONFIGS / "phi2_qlora.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+RUN_KEYS = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
 
 
 class SummarizationCLI(LightningCLI):
@@ -96,7 +97,8 @@ def rebuild(config: Path, overrides: list[str] = ()) -> tuple[L.LightningModule,
         overrides: options in training syntax, e.g. ``--model.init_args.max_new_tokens 64``.
     """
     saved = yaml.safe_load(Path(config).read_text()) or {}
-    saved.pop("ckpt_path", None)  # a fit option; rebuilding has no subcommand
+    # The subcommand's own options (ckpt_path, weights_only) describe how fit ran, not the run.
+    saved = {key: value for key, value in saved.items() if key in RUN_KEYS}
     cli = RebuildCLI(
         QLoRAModule,
         DialogSumDataModule,
