@@ -78,7 +78,14 @@ def run(args) -> list[dict]:
     make_random_phi2(Path(args.model_dir), Path(args.tokenizer))
     made_s = time.perf_counter() - start
     lora = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": LINEARS}
-    run = Run({"model": {"model": args.model_dir, "lora": lora}, "data": {}}, Path(args.model_dir) / "config.yaml")
+    config = Path(args.model_dir) / "config.yaml"  # the run a user would have trained: Phi-2 format, this data
+    config.write_text(
+        json.dumps({"model": {"init_args": {"model": args.model_dir, "lora": lora}},
+                    "data": {"init_args": {"sources": {"dialogsum": {"path": args.data}}}}})
+    )  # fmt: skip
+    from train import rebuild
+
+    run = Run(config, *rebuild(config))
     loaded = load_model(run, weights="merged", device=args.device)
     cuda = next(loaded.module.model.parameters()).device.type == "cuda"
     module, tokenizer = loaded.module, loaded.tokenizer
@@ -86,7 +93,7 @@ def run(args) -> list[dict]:
     for name, param in module.model.named_parameters():
         if "lora_B" in name:
             param.data.normal_(0, 0.02)
-    examples = read_examples({"dialogsum": args.data}, "test", args.limit)
+    examples = read_examples(run.data, "test", args.limit)
     prompts = [loaded.encoder.prompt_ids(e.dialogue)[0] for e in examples]
     references = [list(e.summaries) for e in examples]
     print(

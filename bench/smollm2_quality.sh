@@ -19,7 +19,7 @@ if ! ls logs/$name/version_*/adapter/adapter_config.json >/dev/null 2>&1; then
   resume=()
   ls logs/$name/version_*/checkpoints/*.ckpt >/dev/null 2>&1 && resume=(--ckpt_path last)
   start=$(date +%s)
-  python train.py fit "${configs[@]}" --data.dialogsum "$data" --trainer.logger.init_args.name "$name" \
+  python train.py fit "${configs[@]}" --data.sources.dialogsum.path "$data" --trainer.logger.init_args.name "$name" \
     --trainer.enable_progress_bar false "${resume[@]}"
   echo "fit took $(( $(date +%s) - start )) s"
 fi
@@ -28,7 +28,7 @@ mkdir -p "$out/$name"
 cp "$run"/*.png "$run/config.yaml" "$run"/events.out.tfevents.* "$out/$name/" 2>/dev/null || true
 # The length target is DialogSum's, so the bias is matched to DialogSum's validation summaries alone.
 [ -f "$out/$name/calibration/calibration.json" ] || python -m eval.calibrate --config "$run/config.yaml" \
-  --adapter "$run/adapter" --dialogsum "$data" --enterprise none --no_progress --out "$out/$name/calibration"
+  --adapter "$run/adapter" --data.sources "{dialogsum: {path: $data}}" --no_progress --out "$out/$name/calibration"
 bias=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['stop_bias'])" "$out/$name/calibration/calibration.json")
 evaluate() {  # $1: stop_bias, $2: report folder
   [ -f "$out/$name/$2/report.json" ] || python -m eval --config "$run/config.yaml" --adapter "$run/adapter" \

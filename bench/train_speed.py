@@ -264,8 +264,7 @@ def run_ours(args, options: dict):
     )
     data = DialogSumDataModule(
         tokenizer=args.model_dir,
-        dialogsum=args.data,
-        enterprise=None,
+        sources={"dialogsum": args.data},
         train_limit=300 if args.tiny else None,
         max_length=512,
         batch_size=256,

@@ -79,8 +79,9 @@ class Example:
         return self.summaries[0]
 
 
-def load_split(source: DataSource, split: str, name: str) -> list[Example]:
-    """Load one split of a source: a local folder, a local file or a Hub dataset name."""
+def load_split(source: DataSource | str, split: str, name: str) -> list[Example]:
+    """Load one split of a source (a bare path takes the default columns): a folder, a file or a Hub name."""
+    source = DataSource(source) if isinstance(source, str) else source
     if split not in SPLIT_ALIASES:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLIT_ALIASES)}")
     path = Path(source.path).expanduser()

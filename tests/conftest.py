@@ -45,7 +45,7 @@ def fit_tiny(tiny_phi: str, run_dir: Path, *overrides: str):
         str(ROOT / "configs" / "tiny.yaml"),
         "--model.model",
         tiny_phi,
-        "--data.dialogsum",
+        "--data.sources.dialogsum.path",
         str(DIALOGSUM),
         "--trainer.logger.init_args.save_dir",
         str(run_dir),

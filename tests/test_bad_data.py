@@ -184,7 +184,7 @@ def test_two_files_for_one_split_is_ambiguous(tmp_path):
 def datamodule(tiny_phi, folder, max_length):
     from datamodules.dialogsum import DialogSumDataModule
 
-    return DialogSumDataModule(tokenizer=tiny_phi, dialogsum=str(folder), enterprise=None, max_length=max_length)
+    return DialogSumDataModule(tokenizer=tiny_phi, sources={"mine": str(folder)}, max_length=max_length)
 
 
 def test_far_too_long_dialogue_is_cut_and_counted_and_its_summary_kept(tiny_phi, tmp_path):
@@ -243,7 +243,7 @@ def test_train_py_reports_bad_data_as_one_error_line_before_loading_the_model(co
                 "--config",
                 str(ROOT / "configs" / "tiny.yaml"),
                 "--model.model=/nonexistent/model",
-                f"--data.dialogsum={tmp_path / 'data'}",
+                f"--data.sources={{mine: {{path: {tmp_path / 'data'}}}}}",
                 f"--trainer.logger.init_args.save_dir={tmp_path}",
             ]
         )

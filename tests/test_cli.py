@@ -48,9 +48,7 @@ def test_default_fit_without_hub_fails_fast_with_one_line(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and (
-        "--data.dialogsum" in last or "--model.model" in last
-    ), last
+    assert last.startswith("error: ") and ("--data.sources.dialogsum.path" in last or "--model.model" in last), last
 
 
 def test_bad_data_row_fails_before_any_model_loads(tiny_phi, tmp_path):
@@ -65,7 +63,7 @@ def test_bad_data_row_fails_before_any_model_loads(tiny_phi, tmp_path):
             "--config",
             str(ROOT / "configs" / "tiny.yaml"),
             "--model.model=/nonexistent/model",
-            f"--data.dialogsum={tmp_path / 'data'}",
+            f"--data.sources={{mine: {{path: {tmp_path / 'data'}}}}}",
             f"--trainer.logger.init_args.save_dir={tmp_path}",
         ],
         cwd=ROOT,
@@ -98,8 +96,11 @@ def test_full_data_overlay_keeps_the_smollm2_job_and_lifts_the_budget(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(base), "--config", str(overlay), "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
-    assert config["data"]["train_limit"] is None and config["data"]["enterprise_weight"] == 4.0
+    data = config["data"]["init_args"]
+    assert data["train_limit"] is None and data["sources"]["enterprise"]["weight"] == 4.0
     assert config["trainer"]["max_epochs"] == 2
     assert config["trainer"]["logger"]["init_args"]["name"] == "smollm2_dialogsum_full"
-    assert config["model"]["model"] == "models/smollm2-135m-instruct"  # the rest is the 4,000 run's
-    assert len(config["trainer"]["callbacks"]) == 7
+    assert config["model"]["init_args"]["model"] == "models/smollm2-135m-instruct"  # the rest is the 4,000 run's
+    assert data["max_length"] == 640 and config["trainer"]["log_every_n_steps"] == 25  # the run's, then base.yaml's
+    callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]]
+    assert "ModelCheckpoint" in callbacks and callbacks[-1] == "ValidationSamples"  # base.yaml's, then its own

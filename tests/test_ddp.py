@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback
 
 from datamodules.batching import LengthGroupedBatchSampler, ResumableDataLoader
 
-DDP_CONFIG = ROOT / "configs" / "phi2_qlora_ddp.yaml"
+DDP_CONFIG = ROOT / "configs" / "ddp.yaml"
 SAVE_AT = 5  # optimizer steps between checkpoints: the resume tests stop here, mid-epoch
 TRAIN = 56  # examples: 28 batches of 2, 7 optimizer steps of 8 examples in one epoch
 COMMON = [
@@ -103,7 +103,7 @@ def fit_ddp(tiny_phi: str, run_dir: Path, probe: Path, *overrides: str, timeout:
         "--config", str(ROOT / "configs" / "tiny.yaml"),
         "--config", str(callbacks_config(run_dir.parent, probe)),
         "--model.model", tiny_phi,
-        "--data.dialogsum", str(DIALOGSUM),
+        "--data.sources.dialogsum.path", str(DIALOGSUM),
         "--trainer.logger.init_args.save_dir", str(run_dir),
         *COMMON, "--trainer.accumulate_grad_batches=2", *overrides, timeout=timeout,
     )  # fmt: skip
@@ -207,16 +207,21 @@ def test_a_resumed_position_holds_only_in_its_own_epoch():
     assert len(second) == 24 and second != full  # the whole next epoch, in a new order
 
 
-def test_ddp_config_is_the_single_gpu_job_with_ddp():
-    single = yaml.safe_load((ROOT / "configs" / "phi2_qlora.yaml").read_text())
-    ddp = yaml.safe_load(DDP_CONFIG.read_text())
-    assert DDP_CONFIG.read_text().startswith("# python train.py fit --config configs/phi2_qlora_ddp.yaml\n")
+def test_ddp_overlay_changes_only_the_strategy_of_the_job_it_is_layered_on(capsys):
+    from train import main
+
+    def printed(*configs: Path) -> dict:
+        with pytest.raises(SystemExit):
+            main(["fit", *[a for c in configs for a in ("--config", str(c))], "--print_config"])
+        return yaml.safe_load(capsys.readouterr().out)
+
+    single = printed(ROOT / "configs" / "phi2_qlora.yaml")
+    ddp = printed(ROOT / "configs" / "phi2_qlora.yaml", DDP_CONFIG)
     strategy = ddp["trainer"].pop("strategy")
     assert strategy["class_path"].endswith("DDPStrategy")
     assert strategy["init_args"]["find_unused_parameters"] is False
     assert ddp["trainer"].pop("devices") == "auto" and single["trainer"].pop("devices") == 1
-    assert ddp["trainer"]["logger"]["init_args"].pop("name") == "phi2_qlora_ddp"
-    single["trainer"]["logger"]["init_args"].pop("name")
+    single["trainer"].pop("strategy")
     assert ddp == single  # everything else: the same job, so results compare
     assert ddp["trainer"]["use_distributed_sampler"] is False  # our sampler shards by rank itself
 

@@ -34,7 +34,7 @@ def evaluated(tiny_run, tmp_path_factory):
     os.environ["NLTK_DATA"] = str(SHARED / "nltk_data")
     out = tmp_path_factory.mktemp("eval-out")
     report = main(
-        ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--limit", "4",
+        ["--adapter", str(tiny_run / "adapter"), "--limit", "4",
          "--stress", str(ROOT / "data" / "enterprise" / "stress.jsonl"), "--stress_limit", str(STRESS_ROWS), "--batch_size", "2",
          "--bertscore_model", str(MINILM), "--out", str(out), "--no_progress"]
     )  # fmt: skip
@@ -103,16 +103,21 @@ def test_stress_report_lists_each_scenario_with_the_failed_fact(evaluated):
     report, out = evaluated
     stress = report["stress"]
     assert stress["scenarios_total"] == STRESS_ROWS
-    for row in stress["scenarios"]:
-        for model in ("base", "fine_tuned"):
-            result = row["results"][model]
-            assert result["passed"] == (not result["missing"] and not result["stated_wrongly"])
-            assert result["passed"] or result["failed"]
+    rows = [json.loads(line) for line in (ROOT / "data" / "enterprise" / "stress.jsonl").read_text().splitlines()]
     text = (out / "stress.md").read_text()
     assert text.count("ent_stress_") == STRESS_ROWS and "pass rate" in text
-    first = stress["scenarios"][0]["results"]["base"]
-    if not first["passed"]:  # a random tiny model misses the facts: the line names one
-        assert "missing 'keiko'" in text
+    for row, facts in zip(stress["scenarios"], rows, strict=False):
+        assert row["id"] == facts["id"]
+        for model in ("base", "fine_tuned"):
+            result = row["results"][model]
+            said = result["summary"].lower()
+            # Recomputed here from the summary and the file's facts, not read back from the report.
+            assert result["missing"] == [f for f in facts["must_state"] if not any(x in said for x in f)]
+            assert result["stated_wrongly"] == [f for f in facts["must_not_state"] if any(x in said for x in f)]
+            assert result["passed"] == (not result["missing"] and not result["stated_wrongly"])
+            for fact in result["missing"]:  # each failed fact is named on the scenario's line
+                line = next(x for x in text.splitlines() if x.startswith(f"| {row['id']} "))
+                assert f"missing {' / '.join(repr(f) for f in fact)}" in line
 
 
 def test_checkpoint_and_adapter_give_the_same_summaries(evaluated, tiny_run, tmp_path):
@@ -120,7 +125,7 @@ def test_checkpoint_and_adapter_give_the_same_summaries(evaluated, tiny_run, tmp
 
     report, _ = evaluated
     again = main(
-        ["--ckpt_path", "last", "--config", str(tiny_run / "config.yaml"), "--dialogsum", str(DIALOGSUM),
+        ["--ckpt_path", "last", "--config", str(tiny_run / "config.yaml"),
          "--limit", "4", "--stress", "none", "--metrics", "rouge", "--batch_size", "4", "--out", str(tmp_path),
          "--no_progress"]
     )  # fmt: skip
@@ -137,7 +142,7 @@ def test_decoder_flag_static_gives_generates_summaries_and_is_recorded(evaluated
     runs = {}
     for decoder in ("generate", "static"):
         runs[decoder] = main(
-            ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--limit", "4", "--stress", "none",
+            ["--adapter", str(tiny_run / "adapter"), "--limit", "4", "--stress", "none",
              "--metrics", "length", "--batch_size", "3", "--decoder", decoder, "--out", str(tmp_path / decoder),
              "--no_progress"]
         )  # fmt: skip
@@ -165,7 +170,7 @@ def test_rescore_reproduces_the_report_and_mean_matches_eval_with_mean(evaluated
     assert (tmp_path / "same" / "samples.md").read_text() == (out / "samples.md").read_text()
 
     mean = evaluate(
-        ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--limit", "4", "--stress", "none",
+        ["--adapter", str(tiny_run / "adapter"), "--limit", "4", "--stress", "none",
          "--metrics", "rouge,meteor", "--references", "mean", "--batch_size", "4", "--out", str(tmp_path / "mean"),
          "--no_progress"]
     )  # fmt: skip
@@ -181,7 +186,9 @@ def test_bad_inputs_fail_in_one_line_before_loading(tiny_run, tmp_path):
 
     cases = {
         ("--adapter", str(tmp_path)): "adapter_config.json",
-        ("--adapter", str(tiny_run / "adapter"), "--dialogsum", str(tmp_path / "nope"), "--metrics", "rouge"): "nope",
+        ("--adapter", str(tiny_run / "adapter"), "--data.sources.dialogsum.path", str(tmp_path / "nope")): "nope",
+        ("--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM)): "--data.sources.dialogsum.path",
+        ("--adapter", str(tiny_run / "adapter"), "--stres", "none"): "unknown option --stres",
         ("--adapter", str(tiny_run / "adapter"), "--bertscore_model", "no-org/no-encoder"): "--bertscore_model",
         ("--adapter", str(tiny_run / "adapter"), "--metrics", "rouge,blue"): "unknown metrics blue",
         ("--config", str(tiny_run / "config.yaml")): "--ckpt_path",
@@ -195,7 +202,16 @@ def test_bad_inputs_fail_in_one_line_before_loading(tiny_run, tmp_path):
 def test_demo_answers_piped_input(tiny_run):
     dialogues = "#Person1#: Can we meet at 3?\n#Person2#: Make it 4.\n---\n#Person1#: Lunch?\n#Person2#: Sure.\n"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "eval.demo", "--adapter", str(tiny_run / "adapter"), "--json", "--max_new_tokens", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "eval.demo",
+        "--adapter",
+        str(tiny_run / "adapter"),
+        "--json",
+        "--model.max_new_tokens",
+        "4",
+    ]
     result = subprocess.run(cmd, input=dialogues, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     answers = [json.loads(line) for line in result.stdout.splitlines()]
@@ -210,7 +226,7 @@ def test_demo_stop_bias_ends_both_summaries_sooner(tiny_run):
 
     def words(bias: str) -> tuple[int, int]:
         out = io.StringIO()
-        main(["--adapter", str(tiny_run / "adapter"), "--json", "--max_new_tokens", "8", "--stop_bias", bias],
+        main(["--adapter", str(tiny_run / "adapter"), "--json", "--model.max_new_tokens", "8", "--model.stop_bias", bias],
              stdin=io.StringIO("#Person1#: Can we meet at 3?\n#Person2#: Make it 4.\n"), stdout=out)  # fmt: skip
         answer = json.loads(out.getvalue())
         return len(answer["base"].split()), len(answer["fine_tuned"].split())
@@ -226,7 +242,7 @@ def test_demo_side_by_side_columns(tiny_run):
 
     out = io.StringIO()
     main(
-        ["--adapter", str(tiny_run / "adapter"), "--max_new_tokens", "4"],
+        ["--adapter", str(tiny_run / "adapter"), "--model.max_new_tokens", "4"],
         stdin=io.StringIO("#Person1#: Hi.\n"),
         stdout=out,
     )
@@ -266,8 +282,7 @@ def test_calibrate_tries_each_bias_on_validation_and_picks_the_length_closest_to
     from eval.__main__ import main as evaluate
     from eval.calibrate import main as calibrate
 
-    common = ["--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM), "--enterprise", "none",
-              "--limit", "4", "--batch_size", "4", "--no_progress"]  # fmt: skip
+    common = ["--adapter", str(tiny_run / "adapter"), "--limit", "4", "--batch_size", "4", "--no_progress"]
     result = calibrate([*common, "--biases", "0,3,1e4", "--target", "0.5", "--out", str(tmp_path / "cal")])
     assert result["split"] == "validation" and result["examples"] == 4
     words = {row["stop_bias"]: row["words"] for row in result["rows"]}
@@ -278,7 +293,7 @@ def test_calibrate_tries_each_bias_on_validation_and_picks_the_length_closest_to
 
     # The chosen bias given to eval (on the same split) reproduces the calibration's length ratio.
     report = evaluate([*common, "--split", "validation", "--stress", "none", "--metrics", "length",
-                       "--stop_bias", str(result["stop_bias"]), "--out", str(tmp_path / "eval")])  # fmt: skip
+                       "--model.stop_bias", str(result["stop_bias"]), "--out", str(tmp_path / "eval")])  # fmt: skip
     assert report["settings"]["stop_bias"] == result["stop_bias"]
     assert report["metrics"]["fine_tuned"]["length_ratio"] == pytest.approx(ratios[result["stop_bias"]])
 

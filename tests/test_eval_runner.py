@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from datamodules.tokenizer import SourceError
-from eval.runner import adapter_lora, find_run
+from eval.runner import find_run
 
 
 @pytest.fixture
@@ -17,8 +17,8 @@ def runs(tmp_path):
     """logs/exp/version_0 and version_1, each with config.yaml, checkpoints/last.ckpt and adapter/."""
     config = {
         "trainer": {"logger": {"init_args": {"save_dir": str(tmp_path / "logs"), "name": "exp"}}},
-        "model": {"model": "some/base"},
-        "data": {"prompt": {"template": "Sum: {dialogue}"}},
+        "model": {"class_path": "model.module.QLoRAModule", "init_args": {"model": "some/base"}},
+        "data": {"init_args": {"prompt": {"template": "Sum: {dialogue}"}, "sources": {"mine": {"path": "x.csv"}}}},
     }
     for version in (0, 1):
         run = tmp_path / "logs" / "exp" / f"version_{version}"
@@ -37,7 +37,7 @@ def test_config_is_found_beside_the_adapter_or_checkpoint(runs):
     v0 = runs / "logs" / "exp" / "version_0"
     by_adapter = find_run(None, adapter=str(v0 / "adapter"))
     assert by_adapter.config_path == v0 / "config.yaml" and by_adapter.run_dir == v0
-    assert by_adapter.data["prompt"]["template"] == "Sum: {dialogue}"
+    assert by_adapter.data.prompt.template == "Sum: {dialogue}"
     by_ckpt = find_run(None, ckpt_path=str(v0 / "checkpoints" / "last.ckpt"))
     assert by_ckpt.config_path == v0 / "config.yaml" and by_ckpt.run_dir == v0
 
@@ -49,9 +49,13 @@ def test_last_takes_the_newest_run_of_the_experiment_config(runs):
     assert run.run_dir == v1  # reports go to the run, not beside the experiment config
 
 
-def test_lora_shape_comes_from_the_adapter(runs):
-    lora = adapter_lora(runs / "logs" / "exp" / "version_0" / "adapter")
-    assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (8, 16, 0.1, ["q_proj", "v_proj"])
+def test_the_run_is_rebuilt_from_its_config_with_training_syntax_overrides(runs):
+    v0 = runs / "logs" / "exp" / "version_0"
+    run = find_run(None, adapter=str(v0 / "adapter"), overrides=["--model.max_new_tokens", "7"])
+    assert run.module.model_name == "some/base" and run.module.max_new_tokens == 7
+    assert run.data.tokenizer_name == "some/base"  # linked to model.model, as in training
+    assert list(run.data.sources) == ["mine"] and run.data.sources["mine"].path == "x.csv"
+    assert run.class_paths == {"model": "model.module.QLoRAModule", "data": "datamodules.dialogsum.DialogSumDataModule"}
 
 
 def test_unusable_paths_say_what_to_give(runs, tmp_path):

@@ -23,8 +23,7 @@ ROWS, PACK = 8, 512
 def data(tiny_phi) -> DialogSumDataModule:
     dm = DialogSumDataModule(
         tokenizer=tiny_phi,
-        dialogsum=str(DIALOGSUM),
-        enterprise=None,
+        sources={"dialogsum": str(DIALOGSUM)},
         train_limit=1500,
         max_length=512,
         max_tokens=ROWS * PACK,

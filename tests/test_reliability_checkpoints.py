@@ -111,8 +111,7 @@ def fit_args(tmp_path: Path, *extra: str) -> list[str]:
         "--config",
         str(ROOT / "configs" / "tiny.yaml"),
         "--model.model=/nonexistent/model",
-        "--data.dialogsum=null",
-        f"--data.enterprise={ROOT / 'data' / 'enterprise'}",
+        f"--data.sources={{enterprise: {{path: {ROOT / 'data' / 'enterprise'}}}}}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         *extra,
     ]

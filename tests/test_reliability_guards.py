@@ -42,7 +42,7 @@ BAD_OPTIONS = {
     "--data.max_length=8": "data.max_length=8 must be >= 16",
     "--data.batch_size=0": "data.batch_size=0 must be >= 1",
     "--data.eval_batch_size=-2": "data.eval_batch_size=-2 must be >= 1",
-    "--data.enterprise_weight=-1": "data.enterprise_weight=-1.0 must be >= 0",
+    "--data.sources.dialogsum.weight=-1": "data.sources.dialogsum.weight=-1.0 must be >= 0",
     "--data.num_workers=-1": "data.num_workers=-1 must be >= 0",
     "--data.prompt.template=Summarize:": "data.prompt.template='Summarize:' must contain {dialogue} exactly once",
     "--trainer.accumulate_grad_batches=0": "trainer.accumulate_grad_batches=0 must be >= 1",
@@ -74,11 +74,10 @@ def test_max_tokens_below_max_length_and_no_data_source_are_problems(tmp_path):
         TINY,
         "--data.max_tokens=100",
         "--data.max_length=256",
-        "--data.dialogsum=null",
-        "--data.enterprise=null",
+        "--data.sources={}",
     )
     assert "data.max_tokens=100 must be >= data.max_length (256)" in message
-    assert "data.dialogsum and data.enterprise are both null" in message
+    assert "data.sources is empty" in message
 
 
 @pytest.mark.parametrize("precision", ["16-mixed", "16-true"])

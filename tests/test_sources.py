@@ -48,4 +48,4 @@ def test_hub_name_offline_is_one_actionable_line():
     with pytest.raises(DataError) as info:
         load_split("knkarthick/dialogsum", "train", "dialogsum")
     message = str(info.value)
-    assert "\n" not in message and "set --data.dialogsum to a local folder" in message
+    assert "\n" not in message and "set --data.sources.dialogsum.path to a local folder" in message
