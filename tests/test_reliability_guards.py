@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -110,13 +111,17 @@ def test_a_local_phi_folder_is_recognised_and_fp16_is_allowed_for_other_models(t
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_configs_have_no_problems(config):
-    from datamodules.dialogsum import DialogSumDataModule
-    from model.module import QLoRAModule
-    from train import SummarizationCLI
+def test_shipped_configs_have_no_problems(config, capsys):
+    from model.validation import config_problems
+    from train import main
 
-    cli = SummarizationCLI(QLoRAModule, DialogSumDataModule, args=["--config", str(config)], run=False)
-    assert cli.model is not None  # got past check_config
+    with pytest.raises(SystemExit):  # composed on configs/base.yaml, as train.py runs it
+        main(["fit", "--config", str(config), "--print_config"])
+    composed = yaml.safe_load(capsys.readouterr().out)
+    assert composed["model"]["class_path"] == "model.module.QLoRAModule"
+    assert config_problems(composed) == []
+    broken = {**composed, "data": {**composed["data"], "init_args": {**composed["data"]["init_args"], "max_length": 8}}}
+    assert config_problems(broken) == ["data.max_length=8 must be >= 16"]  # the check does read this config
 
 
 # ---- NaN / infinite loss -----------------------------------------------------------------------
