@@ -195,13 +195,14 @@ def to_example(row: dict, where: str, name: str, columns: Columns | None = None)
     """Validate one raw row and turn it into an :class:`Example` (column names from ``columns``)."""
     columns = columns or Columns()
     if not isinstance(row, dict):
-        raise DataError(f"{where}: expected an object with a dialogue and a summary, got {type(row).__name__}")
+        wanted = f"{columns.dialogue!r} and {_names(columns.summary)[0]!r}"
+        raise DataError(f"{where}: expected an object with {wanted}, got {type(row).__name__}")
     id_key = next((k for k in _names(columns.id) if k in row), _names(columns.id)[0])
     rid = row.get(id_key)
     if rid is None or str(rid).strip() == "":
-        raise DataError(f"{where}: field {id_key!r} (the id) is missing or empty; give every row an id")
+        raise DataError(f"{where}: field {id_key!r} (the id) is empty; give every row an id")
     if isinstance(rid, bool) or not isinstance(rid, str | int):
-        raise DataError(f"{where}: field {id_key!r} (the id) must be text or a whole number, got {type(rid).__name__}")
+        raise DataError(f"{where}: field {id_key!r} must be text or a whole number, got {type(rid).__name__}")
     dialogue = _text(row, columns.dialogue, where)
     keys = summary_keys(row, columns)
     if not keys:
@@ -210,7 +211,7 @@ def to_example(row: dict, where: str, name: str, columns: Columns | None = None)
     topic_keys = _numbered(row, columns.topic) if columns.topic else []
     topic = (row.get(topic_keys[0]) if topic_keys else "") or ""
     if not isinstance(topic, str):
-        raise DataError(f"{where}: field {topic_keys[0]!r} (the topic) must be text, got {type(topic).__name__}")
+        raise DataError(f"{where}: field {topic_keys[0]!r} must be text, got {type(topic).__name__}")
     known = {*_names(columns.id), columns.dialogue, *keys, *topic_keys} | {
         k for k in row if columns.topic and k.startswith(columns.topic)
     }

@@ -26,7 +26,7 @@ CASES = {
         "train.csv",
         "id,summary\na,ok\n",
         "train",
-        ":2: field 'dialogue' is missing; add it or remove the row",
+        ": no column 'dialogue' (dialogue); the file has columns id, summary; set data.sources.mine.columns.dialogue",
     ),
     "empty dialogue": (
         "train.jsonl",
@@ -110,7 +110,7 @@ CASES = {
         "train.jsonl",
         '{"dialogue": "x", "summary": "y"}\n',
         "train",
-        ":1: field 'id' (or 'fname') is missing or empty; give every row an id",
+        ": no column 'id' or 'fname' (id); the file has columns dialogue, summary; set data.sources.mine.columns.id",
     ),
     "duplicate ids": (
         "train.jsonl",
@@ -158,9 +158,11 @@ def test_unknown_split_lists_the_known_ones(tmp_path):
 
 def test_missing_file_folder_and_empty_folder_are_named_and_never_sent_to_the_hub(tmp_path):
     cases = {
-        str(tmp_path / "gone.jsonl"): f"{tmp_path / 'gone.jsonl'}: file not found; check the path",
-        str(tmp_path / "gone"): f"{tmp_path / 'gone'}: no such folder or file; check the path",
-        str(tmp_path): f"{tmp_path}: no data files (.jsonl, .json, .csv, .parquet) in this folder; check the path",
+        str(tmp_path / "gone.jsonl"): f"{tmp_path / 'gone.jsonl'}: file not found; check data.sources.mine.path",
+        str(tmp_path / "gone"): f"{tmp_path / 'gone'}: no such folder or file; check data.sources.mine.path",
+        str(
+            tmp_path
+        ): f"{tmp_path}: no data files (.jsonl, .json, .csv, .parquet) in this folder; check data.sources.mine.path",
     }
     (tmp_path / "notes.txt").write_text("not data")
     for source, expected in cases.items():

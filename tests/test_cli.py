@@ -8,20 +8,27 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
-def test_every_config_validates_and_starts_with_its_command(config: Path, capsys):
+def test_every_config_begins_with_the_command_that_runs_it_and_that_command_composes(config: Path, capsys):
     from train import main
 
-    assert config.read_text().startswith("# python ")
+    command = config.read_text().splitlines()[0]
+    assert command.startswith("# python "), command
+    # The --config files the header names (e.g. a preset after the job it is layered on), this one among them.
+    configs = [w for i, w in enumerate(command.split()) if i and command.split()[i - 1] == "--config"]
+    assert f"configs/{config.name}" in configs or config.name in ("base.yaml", "phi2_qlora.yaml", "quickstart.yaml")
     with pytest.raises(SystemExit) as done:
-        main(["fit", "--config", str(config), "--print_config"])
+        main(["fit", *[a for c in configs for a in ("--config", str(ROOT / c))], "--print_config"])
     assert done.value.code in (None, 0)
-    assert "model:" in capsys.readouterr().out
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "model.module.QLoRAModule"
+    assert printed["trainer"]["log_every_n_steps"] >= 1 and printed["trainer"]["callbacks"]  # base.yaml's part
 
 
 def test_print_config_defaults_to_phi2(capsys):
@@ -30,7 +37,7 @@ def test_print_config_defaults_to_phi2(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--print_config"])
     out = capsys.readouterr().out
-    assert "model: microsoft/phi-2" in out and "knkarthick/dialogsum" in out
+    assert "model: microsoft/phi-2" in out and "knkarthick/dialogsum" in out and "class_path: model.module" in out
     assert "target_modules:\n    - q_proj" in out or "- fc2" in out
 
 

@@ -107,7 +107,7 @@ def test_stress_report_lists_each_scenario_with_the_failed_fact(evaluated):
     text = (out / "stress.md").read_text()
     assert text.count("ent_stress_") == STRESS_ROWS and "pass rate" in text
     for row, facts in zip(stress["scenarios"], rows, strict=False):
-        assert row["id"] == facts["id"]
+        assert row["id"] == facts["fname"]
         for model in ("base", "fine_tuned"):
             result = row["results"][model]
             said = result["summary"].lower()
@@ -186,7 +186,14 @@ def test_bad_inputs_fail_in_one_line_before_loading(tiny_run, tmp_path):
 
     cases = {
         ("--adapter", str(tmp_path)): "adapter_config.json",
-        ("--adapter", str(tiny_run / "adapter"), "--data.sources.dialogsum.path", str(tmp_path / "nope")): "nope",
+        (
+            "--adapter",
+            str(tiny_run / "adapter"),
+            "--data.sources.dialogsum.path",
+            str(tmp_path / "nope"),
+            "--metrics",
+            "rouge",
+        ): "nope",
         ("--adapter", str(tiny_run / "adapter"), "--dialogsum", str(DIALOGSUM)): "--data.sources.dialogsum.path",
         ("--adapter", str(tiny_run / "adapter"), "--stres", "none"): "unknown option --stres",
         ("--adapter", str(tiny_run / "adapter"), "--bertscore_model", "no-org/no-encoder"): "--bertscore_model",
