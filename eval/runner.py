@@ -155,7 +155,6 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
 
     from datamodules.encoding import PromptEncoder
     from datamodules.prompts import PromptFormat
-    from eval.dense import dequantize_4bit_layers
     from model.loading import LoraArgs, QuantArgs
     from model.module import DTYPES, QLoRAModule
 
@@ -182,8 +181,8 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
         checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)  # our own file
         module.load_state_dict(checkpoint["state_dict"])
     module.to(device)
-    if weights != "4bit":
-        dequantize_4bit_layers(module.model, DTYPES[module.dtype_name])
+    if weights != "4bit" and module.quant.load_in_4bit:
+        module.model.get_base_model().dequantize(dtype=DTYPES[module.dtype_name])  # transformers' own
     module.eval()
     prompt = PromptFormat(**(run.data.get("prompt") or {}))
     encoder = PromptEncoder(module.tokenizer, prompt, run.data.get("max_length", 512))
