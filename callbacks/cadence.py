@@ -16,6 +16,8 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from callbacks.lightning_internals import validate_after_this_batch
+
 
 def log_point(trainer: L.Trainer) -> bool:
     """True when the optimizer step just taken is one of every ``trainer.log_every_n_steps``.
@@ -57,7 +59,7 @@ class OptimizerStepCadence(Callback):
         self._step = trainer.global_step
         if self._applies(trainer) and trainer.global_step > 0:
             # A resumed run asks, before its first batch, whether it stopped on a validation point.
-            self._aim(trainer, due=trainer.global_step % trainer.val_check_interval == 0)
+            validate_after_this_batch(trainer, trainer.global_step % trainer.val_check_interval == 0)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
@@ -65,12 +67,4 @@ class OptimizerStepCadence(Callback):
         if not self._applies(trainer):
             return
         stepped, self._step = trainer.global_step != self._step, trainer.global_step
-        self._aim(trainer, due=stepped and trainer.global_step % trainer.val_check_interval == 0)
-
-    @staticmethod
-    def _aim(trainer: L.Trainer, due: bool) -> None:
-        # Lightning validates after a batch when (batches so far) % val_check_batch == 0, and checks
-        # right after this hook. Aiming val_check_batch at this very batch, or just past it, makes
-        # that test "did this batch finish a validation step".
-        done = trainer.fit_loop.epoch_loop.total_batch_idx + 1
-        trainer.val_check_batch = done if due else done + 1
+        validate_after_this_batch(trainer, stepped and trainer.global_step % trainer.val_check_interval == 0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from callbacks.lightning_internals import tensorboard_file_writer
+
 # Columns of the HParams table; their values are the scalars the other callbacks log.
 METRICS = ("val/loss", "train/loss_smooth", "val/rouge1", "val/rougeL", "train/tokens_per_sec")
 SKIPPED = {"config", "trainer.logger"}  # the config files' paths; the logger's own settings
@@ -21,8 +23,8 @@ class RunHyperparameters(Callback):
     """Writes every configured option to TensorBoard's HParams tab when fitting starts."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = getattr(trainer.logger, "experiment", None)
-        if not trainer.is_global_zero or not hasattr(writer, "_get_file_writer"):
+        file_writer = tensorboard_file_writer(trainer.logger) if trainer.is_global_zero else None
+        if file_writer is None:
             return  # HParams is TensorBoard's; other loggers keep Lightning's own record
         from torch.utils.tensorboard.summary import hparams
 
@@ -30,7 +32,6 @@ class RunHyperparameters(Callback):
         experiment, session_start, session_end = hparams(params, dict.fromkeys(METRICS, 0.0))
         # Only the three summaries: the metric values come from the scalars of the same names,
         # so none are written here (Lightning's log_hyperparams would write a placeholder at step 0).
-        file_writer = writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary, trainer.global_step)
 

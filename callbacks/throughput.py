@@ -4,6 +4,12 @@ Tokens per second counts only tokens the attention mask marks real, so a batchin
 trades padding for rows shows as what it is. The clock runs from one training batch's end to the
 next, so data loading and checkpoint writes count, and it stops from the start of a validation
 to the first training batch after it, so validation, sample generation and figure drawing don't.
+
+Not Lightning's ``ThroughputMonitor``: its ``length_fn`` could count real tokens, but it has no
+padding fraction or peak memory, multiplies rank 0's count by the world size instead of summing
+every rank's, logs nothing until its window of batches (100) has filled, averages over that
+window rather than the log window, and waits for the GPU (``torch.cuda.synchronize``) after every
+micro-batch.
 """
 
 from __future__ import annotations

@@ -317,10 +317,3 @@ def collate_packed(rows: list[list[dict]], pad_id: int, num_rows: int, pack_leng
             seq_ids[row, cols] = number
             start += n
     return {"input_ids": ids, "labels": labels, "attention_mask": mask, "position_ids": positions, "seq_ids": seq_ids}
-
-
-def padding_fraction(batches: list[list[int]], lengths: Sequence[int]) -> float:
-    """Share of the padded batch grid that is padding."""
-    real = sum(lengths[i] for b in batches for i in b)
-    grid = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-    return 1 - real / grid

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.lightning_internals import batches_done, loop_epoch, set_batches_done
 from datamodules.batching import (
     LengthGroupedBatchSampler,
     PackedBatchSampler,
@@ -185,20 +186,10 @@ class DialogSumDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             # A private generator keeps worker seeding off the global RNG, so resuming doesn't shift it.
             generator=torch.Generator().manual_seed(self.seed),
-            progress=self._batches_done if shuffle else lambda: 0,
-            set_progress=self._set_batches_done if shuffle else None,
-            loop_epoch=(lambda: self.trainer.fit_loop.epoch_progress.current.processed) if trainer else None,
+            progress=partial(batches_done, trainer) if shuffle and trainer else lambda: 0,
+            set_progress=partial(set_batches_done, trainer) if shuffle and trainer else None,
+            loop_epoch=partial(loop_epoch, trainer) if trainer else None,
         )
-
-    def _batches_done(self) -> int:
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer else 0
-
-    def _set_batches_done(self, batches: int) -> None:
-        """Move the loop's count of this epoch's batches; a resume on another number of GPUs needs it."""
-        current = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        shift = batches - current.processed
-        current.ready, current.started = current.ready + shift, current.started + shift
-        current.processed, current.completed = current.processed + shift, current.completed + shift
 
     def train_dataloader(self):
         return self._loader("train", self.batch_size, shuffle=True, max_tokens=self.max_tokens)

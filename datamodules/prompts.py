@@ -40,8 +40,3 @@ class PromptFormat:
             text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         before, after = text.split(DIALOGUE)
         return before, after
-
-    def render(self, tokenizer, dialogue: str) -> str:
-        """The full prompt text for one dialogue (what a person would see)."""
-        before, after = self.split(tokenizer)
-        return before + dialogue + after

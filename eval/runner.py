@@ -169,7 +169,6 @@ def load_model(run: Run, weights: str = "dense", device: str = "auto") -> Loaded
     import torch
 
     from datamodules.encoding import PromptEncoder
-    from eval.dense import dequantize_4bit_layers
     from model.module import DTYPES
 
     if weights not in WEIGHTS:
@@ -186,8 +185,8 @@ def load_model(run: Run, weights: str = "dense", device: str = "auto") -> Loaded
         checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)  # our own file
         module.load_state_dict(checkpoint["state_dict"])
     module.to(device)
-    if weights != "4bit":
-        dequantize_4bit_layers(module.model, DTYPES[module.dtype_name])
+    if weights != "4bit" and module.quant.load_in_4bit:
+        module.model.get_base_model().dequantize(dtype=DTYPES[module.dtype_name])  # transformers' own
     module.eval()
     encoder = PromptEncoder(module.tokenizer, run.data.prompt, run.data.max_length)
     return LoadedModel(module, encoder, weights=weights, timings={"load_s": time.perf_counter() - start})

@@ -8,7 +8,8 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import grad_norm, rank_zero_warn
+from transformers import get_constant_schedule
 
 from model.loading import LoraArgs, QuantArgs, add_lora, load_base_model
 from model.loss import masked_token_loss, target_token_loss
@@ -42,7 +43,7 @@ class QLoRAModule(L.LightningModule):
         adapter_dir: where the PEFT adapter is exported at the end of ``fit``; None means
             ``<log_dir>/adapter``.
         optimizer: optimizer factory, given only the trainable (LoRA) parameters.
-        scheduler: learning-rate scheduler factory, stepped every optimizer step.
+        scheduler: learning-rate scheduler factory, stepped every optimizer step; None keeps the rate constant.
     """
 
     def __init__(
@@ -202,15 +203,24 @@ class QLoRAModule(L.LightningModule):
 
     # ---- optimisation ---------------------------------------------------------------------------
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Logs ``train/grad_norm``: the L2 norm of the LoRA gradients after accumulation, before clipping."""
+        # Lightning's grad_norm moves every parameter's norm to the host: only at the steps Lightning logs.
+        every = self.trainer.log_every_n_steps
+        if every and (self.trainer.global_step + 1) % every == 0:
+            self.log("train/grad_norm", grad_norm(self, norm_type=2)["grad_2.0_norm_total"])
+
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        if getattr(scheduler, "total_steps", 0) is None:
-            scheduler.total_steps = int(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = (self.scheduler_factory or get_constant_schedule)(optimizer)
+        if getattr(scheduler, "total_steps", 0) is None:  # sized to the run (model.schedule.WarmupCosine)
+            scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        # The name is what LearningRateMonitor logs the rate as.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+        }
 
     # ---- checkpoints: adapters only -------------------------------------------------------------
 

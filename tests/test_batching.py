@@ -8,7 +8,7 @@ import random
 import pytest
 from conftest import DIALOGSUM
 
-from datamodules.batching import LengthGroupedBatchSampler, padding_fraction
+from datamodules.batching import LengthGroupedBatchSampler
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +16,13 @@ def train_lengths(tokenizer) -> list[int]:
     rows = [json.loads(line) for line in (DIALOGSUM / "dialogsum.train.jsonl").open()]
     ids = tokenizer([r["dialogue"] + " " + r["summary"] for r in rows])["input_ids"]
     return [min(len(i), 512) for i in ids]
+
+
+def padding_fraction(batches: list[list[int]], lengths: list[int]) -> float:
+    """Share of the padded batch grid that is padding."""
+    real = sum(lengths[i] for b in batches for i in b)
+    grid = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return 1 - real / grid
 
 
 def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:

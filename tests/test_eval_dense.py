@@ -1,10 +1,13 @@
-"""Dense evaluation weights: dequantizing the 4-bit base keeps the model; merging keeps the adapter's effect."""
+"""Dense evaluation weights: transformers' dequantize keeps the model; merging keeps the adapter's effect."""
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 
-from eval.dense import dequantize_4bit_layers, merge_lora_into_dense
+from eval.dense import detach_lora
 
 
 def tiny_qlora(tiny_phi: str):
@@ -37,13 +40,19 @@ def test_dequantized_base_gives_the_4bit_logits_and_merge_keeps_the_adapter(tiny
         base_4bit = logits(model, ids)
     assert (tuned_4bit - base_4bit).abs().max() > 0.05  # the adapter matters
 
-    assert dequantize_4bit_layers(model, torch.bfloat16) == 12  # 6 linear layers x 2 blocks
+    model.get_base_model().dequantize(dtype=torch.bfloat16)  # as eval.runner.load_model does
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert sum(isinstance(m, torch.nn.Linear) and "base_layer" in n for n, m in model.named_modules()) == 12
     torch.testing.assert_close(logits(model, ids), tuned_4bit, rtol=0, atol=1e-2)
     with model.disable_adapter():
         torch.testing.assert_close(logits(model, ids), base_4bit, rtol=0, atol=1e-2)
 
-    merged = merge_lora_into_dense(model)
+    with pytest.raises(AttributeError, match="quant_state"):  # why eval.dense exists: PEFT can't merge here
+        copy.deepcopy(model).merge_and_unload()
+    merged, lora = detach_lora(model)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits.float(), base_4bit, rtol=0, atol=1e-2)
+    lora.merge()
     assert not any(isinstance(m, LoraLayer) for m in merged.modules())
     # The update is rounded to bf16 with the weight, so the merged logits match only to bf16 precision.
     error = (logits(merged, ids) - tuned_4bit).abs().max()

@@ -101,11 +101,10 @@ def tiny_lora_model(tiny_phi: str, tokenizer):
 
     from datamodules.encoding import PromptEncoder
     from datamodules.prompts import PromptFormat
-    from eval.dense import dequantize_4bit_layers
     from eval.runner import LoadedModel
 
     model = tiny_qlora(tiny_phi)
-    dequantize_4bit_layers(model, torch.bfloat16)
+    model.get_base_model().dequantize(dtype=torch.bfloat16)
     model.float()
 
     module = SimpleNamespace(model=model, tokenizer=tokenizer)  # what generate_pair uses of QLoRAModule

@@ -33,7 +33,7 @@ trainer:
     - class_path: callbacks.losses.LossCurves
       init_args: {smooth_window: 6, figure: true}
     - callbacks.throughput.Throughput
-    - callbacks.optimization.OptimizerStats
+    - lightning.pytorch.callbacks.LearningRateMonitor
     - callbacks.hyperparameters.RunHyperparameters
     - class_path: callbacks.samples.ValidationSamples
       init_args: {num_samples: 2, rouge_examples: 3}
@@ -66,11 +66,15 @@ def test_cadence_is_25_and_100_optimizer_steps(run):
     assert cli.trainer.global_step == 250
     assert sorted(scalars(log_dir, "train/loss")) == TRAIN_STEPS
     assert sorted(scalars(log_dir, "val/loss")) == VAL_STEPS
-    for tag in ("train/loss_smooth", "train/lr", "train/grad_norm", "train/tokens_per_sec", "train/padding_fraction"):
+    for tag in ("train/loss_smooth", "train/tokens_per_sec", "train/padding_fraction"):
         assert sorted(scalars(log_dir, tag)) == TRAIN_STEPS, tag
+    # Lightning's own (LearningRateMonitor, the module's self.log) count steps from 0: step 25's values sit at 24.
+    for tag in ("train/lr", "train/grad_norm"):
+        assert sorted(scalars(log_dir, tag)) == [s - 1 for s in TRAIN_STEPS], tag
     assert all(v > 0 for v in scalars(log_dir, "train/tokens_per_sec").values())
+    assert all(v > 0 for v in scalars(log_dir, "train/grad_norm").values())
     assert all(0 <= v < 1 for v in scalars(log_dir, "train/padding_fraction").values())
-    assert scalars(log_dir, "train/lr")[250] == pytest.approx(5e-3)  # tiny.yaml's constant rate
+    assert scalars(log_dir, "train/lr")[249] == pytest.approx(5e-3)  # tiny.yaml's constant rate
     assert not scalars(log_dir, "hp_metric")  # Lightning's placeholder: the HParams tab has real metrics
 
 
@@ -207,3 +211,16 @@ def test_rolling_mean_rejects_a_bad_window():
     assert rolling_mean([4.0, 2.0, 3.0], 2) == [4.0, 3.0, 2.5]
     with pytest.raises(ValueError, match="window"):
         rolling_mean([1.0], 0)
+
+
+def test_warmup_cosine_spans_the_run_the_trainer_estimates(tiny_phi, tmp_path):
+    import math
+
+    schedule = '--model.scheduler={"class_path": "model.schedule.WarmupCosine", "init_args": {"warmup_steps": 5}}'
+    cli = fit_tiny(tiny_phi, tmp_path, *FAST, "--trainer.max_steps=20", "--trainer.log_every_n_steps=1", schedule)
+    lr = scalars(cli.trainer.log_dir, "train/lr")  # at each step's 0-based index, the rate that step used
+    assert sorted(lr) == list(range(20))
+    assert [lr[i] for i in range(6)] == pytest.approx([5e-3 * i / 5 for i in range(6)])  # from 0 to the peak
+    # Cosine from the peak to the floor (min_ratio 0.1) at step 20, the Trainer's estimate: not the YAML's.
+    floor = [5e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (i - 5) / 15))) for i in range(5, 20)]
+    assert [lr[i] for i in range(5, 20)] == pytest.approx(floor)
