@@ -12,9 +12,10 @@ from conftest import DIALOGSUM, ROOT
 from test_eval_metrics import wordnet  # noqa: F401  (autouse: METEOR finds WordNet)
 
 from datamodules.sources import load_split
-from eval.metrics import MetricArgs, rouge_scores
+from eval.metrics import MetricArgs
 from eval.reports import MODELS, add_scores, write_reports
 from eval.rescore import main
+from eval.scorers import rouge_pairs
 from eval.stress import read_stress, stress_markdown, stress_report
 
 N = 5
@@ -63,8 +64,7 @@ def test_mean_references_rescore_averages_each_reference(report_path, tmp_path):
     new = main([str(report_path), "--references", "mean", "--metrics", "rouge,bleu"])
     out = report_path.parent / "rescored-mean"
     by_hand = [
-        fmean(s["rouge1"] for s in rouge_scores([e["fine_tuned"]] * 3, [[r] for r in e["references"]]))
-        for e in original["per_example"]
+        fmean(s["rouge1"] for s in rouge_pairs([e["fine_tuned"]] * 3, e["references"])) for e in original["per_example"]
     ]
     assert [e["scores"]["fine_tuned"]["rouge1"] for e in new["per_example"]] == pytest.approx(by_hand)
     assert new["metrics"]["fine_tuned"]["rouge1"] == pytest.approx(fmean(by_hand))
