@@ -128,7 +128,7 @@ def footnote(keys: list[str]) -> str:
     scores = [score_of(key) for key in keys]
     notes = list(dict.fromkeys(s.note for s in scores if s.note))
     other = [
-        f"{s.title} ({'lower is better' if s.better == 'lower' else f'best at {s.better:g}'})"
+        f"{s.title} ({'lower is better' if s.better == 'lower' else f'best at {s.better}'})"
         for s in scores
         if s.better != "higher"
     ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SHARED
 
-from eval.metrics import MetricArgs, MetricResourceError, check_resources, compute_metrics
+from eval.metrics import REFERENCES, MetricArgs, MetricResourceError, check_resources, compute_metrics
 from eval.scorers import bleu_score, length_ratio, meteor_pairs, rouge_pairs, split_sentences
 
 NLTK_DATA = SHARED / "nltk_data"
@@ -73,6 +73,19 @@ def test_rouge_mean_averages_every_reference_then_the_examples():
     assert best["rouge1"] == pytest.approx(100.0)  # the default still takes the best reference
 
 
+def test_first_reference_protocol_scores_only_each_examples_first_reference():
+    # Against "the dog ran" (first): 1 of 3 unigrams; against "the cat sat": all. First, best and mean differ.
+    preds, refs = ["the cat sat", "a dog"], [["the dog ran", "the cat sat"], ["a dog", "no match"]]
+    r1 = {how: compute_metrics(preds, refs, MetricArgs(metrics=["rouge"], references=how))[1] for how in REFERENCES}
+    assert [row["rouge1"] for row in r1["first"]] == [pytest.approx(100 / 3), pytest.approx(100.0)]
+    assert [row["rouge1"] for row in r1["best"]] == [pytest.approx(100.0), pytest.approx(100.0)]
+    assert [row["rouge1"] for row in r1["mean"]] == [pytest.approx(200 / 3), pytest.approx(50.0)]
+    exact, longer = 100 * (1 - 0.5 / 27), 100 * 0.75 / (0.9 + 0.075) * (1 - 0.5 / 27)
+    args = MetricArgs(metrics=["meteor"], references="first")
+    _, rows = compute_metrics(["the cat sat"], [["the cat sat down", "the cat sat"]], args)
+    assert rows[0]["meteor"] == pytest.approx(longer) and longer < exact
+
+
 # ---- BLEU --------------------------------------------------------------------------------------
 
 
@@ -127,7 +140,7 @@ def test_meteor_mean_averages_every_reference():
 
 
 def test_unknown_reference_aggregation_names_the_choices():
-    with pytest.raises(ValueError, match="unknown references 'worst'; choose from best, mean"):
+    with pytest.raises(ValueError, match="unknown references 'worst'; choose from best, mean, first"):
         MetricArgs(references="worst")
 
 

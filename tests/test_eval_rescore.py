@@ -118,3 +118,12 @@ def test_two_sources_get_their_own_tables_equal_to_scoring_each_alone():
 
     table = metrics_table(both)
     assert "### dialogsum (4 examples)" in table and "### enterprise (3 examples)" in table
+
+
+def test_first_reference_rescore_scores_summary1_and_says_so(report_path):
+    original = json.loads(report_path.read_text())
+    new = main([str(report_path), "--references", "first", "--metrics", "rouge"])
+    by_hand = [rouge_pairs([e["fine_tuned"]], [e["references"][0]])[0]["rougeL"] for e in original["per_example"]]
+    assert [e["scores"]["fine_tuned"]["rougeL"] for e in new["per_example"]] == pytest.approx(by_hand)
+    footnote = (report_path.parent / "rescored-first" / "metrics.md").read_text()
+    assert "References: the scores of ROUGE take each example's first reference only (DialogSum: summary1)" in footnote
