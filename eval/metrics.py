@@ -38,7 +38,7 @@ from statistics import fmean
 from typing import NamedTuple
 
 from eval.bertscore import bertscore_pairs, check_encoder
-from eval.scorers import bleu_score, check_wordnet, length_ratio, meteor_pairs, rouge_pairs
+from eval.scorers import ROUGE_KEYS, bleu_score, check_wordnet, length_ratio, meteor_pairs, rouge_pairs
 
 
 class MetricResourceError(RuntimeError):
@@ -115,7 +115,7 @@ def _length(predictions: list[str], references: list[list[str]], args: MetricArg
 
 _PERCENT = "Scores are 0-100."
 _LENGTH = "Length ratio: words generated / words in the human summaries (1.0 = as long)."
-_ROUGE = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+_ROUGE = dict(zip(ROUGE_KEYS, ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum"), strict=True))
 BUILTIN: dict[str, Metric] = {
     "rouge": Metric(
         "ROUGE",
