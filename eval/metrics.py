@@ -146,7 +146,7 @@ BUILTIN: dict[str, Metric] = {
     ),
 }
 METRICS = tuple(BUILTIN)
-_LOADED: dict[str, Metric] = {}  # metrics imported from outside, by the name --metrics gave
+_LOADED: dict[str, Metric] = {}  # metrics imported from outside, by "module:attribute"
 
 
 @dataclass
@@ -184,18 +184,13 @@ class MetricArgs:
             )
         if self.references not in REFERENCES:
             problems.append(f"unknown references {self.references!r}; choose from {', '.join(REFERENCES)}")
-        if not problems:
-            keys = [key for metric in self.chosen() for key in metric.keys]
-            twice = sorted({k for k in keys if keys.count(k) > 1})
-            if twice:
-                problems.append(f"metrics {', '.join(self.metrics)} report {', '.join(twice)} more than once")
         if problems:
             raise ValueError("; ".join(problems))
 
     def chosen(self) -> list[Metric]:
         """The chosen metrics in report order: the built-in ones in registry order, then the others as given."""
         builtin = [BUILTIN[name] for name in METRICS if name in self.metrics]
-        return builtin + [_LOADED[name] for name in dict.fromkeys(self.metrics) if name not in BUILTIN]
+        return list(dict.fromkeys(builtin + [_LOADED[_path(name)] for name in self.metrics if name not in BUILTIN]))
 
 
 def check_resources(args: MetricArgs) -> None:
@@ -304,7 +299,7 @@ def _import_problems(names: list[str]) -> list[str]:
     """Import each ``module:attribute`` / ``module.attribute`` into ``_LOADED``; the problems, one line each."""
     problems = []
     for name in names:
-        module_name, _, attribute = name.rpartition(":") if ":" in name else name.rpartition(".")
+        module_name, _, attribute = _path(name).rpartition(":")
         try:
             module = importlib.import_module(module_name)
         except (ImportError, ValueError) as err:  # ValueError: an empty module name
@@ -315,5 +310,16 @@ def _import_problems(names: list[str]) -> list[str]:
             what = "nothing" if entry is None else f"a {type(entry).__name__}"
             problems.append(f"metric {name}: {module_name}.{attribute} is {what}, not an eval.metrics.Metric")
             continue
-        _LOADED[name] = entry
+        # A score key names one quantity everywhere (reports, logs), so it may belong to one metric only.
+        others = [m for path, m in (*BUILTIN.items(), *_LOADED.items()) if path != _path(name)]
+        taken = [key for key in entry.keys if any(key in m.keys for m in others)]
+        if taken:
+            problems.append(f"metric {name}: score keys {', '.join(taken)} belong to another metric; rename them")
+            continue
+        _LOADED[_path(name)] = entry  # a module imported again replaces its metrics
     return problems
+
+
+def _path(name: str) -> str:
+    """``module:attribute`` for either spelling of an outside metric's name."""
+    return name if ":" in name else ":".join(name.rsplit(".", 1))

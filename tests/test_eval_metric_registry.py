@@ -78,7 +78,7 @@ def test_bad_metric_names_fail_in_one_line_naming_what_to_do(lab):
         "no_such_lab.metrics (No module named 'no_such_lab'); put its folder on PYTHONPATH",
         "my_lab_metrics:not_a_metric": "my_lab_metrics.not_a_metric is a function, not an eval.metrics.Metric",
         "my_lab_metrics:missing": "my_lab_metrics.missing is nothing, not an eval.metrics.Metric",
-        "rouge,my_lab_metrics:clash": "report rouge1 more than once",
+        "my_lab_metrics:clash": "metric my_lab_metrics:clash: score keys rouge1 belong to another metric; rename them",
         "rouge,blue": "unknown metrics blue; choose from rouge, bleu, meteor, bertscore, length, or name a Metric",
     }
     for names, expected in cases.items():
