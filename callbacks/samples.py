@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from callbacks.cadence import log_metrics
+from eval.metrics import MetricArgs, compute_metrics
 
 
 class ValidationSamples(Callback):
@@ -24,7 +25,7 @@ class ValidationSamples(Callback):
         num_samples: dialogues whose summaries are written as text under ``val/samples``, next to
             their reference.
         rouge_examples: dialogues scored at every validation as ``val/rouge1`` and ``val/rougeL``
-            (F-measure x 100 against the best-matching reference, Porter-stemmed, as eval/ scores);
+            (``eval.metrics``' ROUGE: F-measure x 100 against the best-matching reference, as eval scores);
             0 leaves ROUGE out. The text samples are the first of these.
         max_dialogue_chars: characters of each dialogue shown in the text; longer ones are cut.
     """
@@ -51,7 +52,9 @@ class ValidationSamples(Callback):
         if shown and hasattr(writer, "add_text"):
             writer.add_text("val/samples", self.markdown(shown, trainer.global_step), global_step=trainer.global_step)
         if self.rouge_examples:
-            log_metrics(trainer, rouge(summaries, [e.summaries for e in examples]))
+            references = [list(e.summaries) for e in examples]
+            corpus, _ = compute_metrics(summaries, references, MetricArgs(metrics=["rouge"]))
+            log_metrics(trainer, {f"val/{key}": corpus[key] for key in ("rouge1", "rougeL")})
 
     def markdown(self, shown: list, step: int) -> str:
         """The samples as one Markdown page (TensorBoard's text tab renders it)."""
@@ -79,17 +82,3 @@ def pick_evenly(items: list, n: int) -> list:
     if n >= len(items):
         return list(items)
     return [items[i * len(items) // n] for i in range(n)]
-
-
-def rouge(predictions: list[str], references: list[tuple[str, ...]]) -> dict[str, float]:
-    """Mean ROUGE-1 and ROUGE-L F-measure (x 100), each prediction against its best reference.
-
-    Args:
-        predictions: one generated summary per dialogue.
-        references: the human summaries of each dialogue.
-    """
-    from rouge_score.rouge_scorer import RougeScorer
-
-    scorer = RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
-    scores = [scorer.score_multi(list(refs), pred) for pred, refs in zip(predictions, references, strict=True)]
-    return {f"val/{key}": 100 * sum(s[key].fmeasure for s in scores) / len(scores) for key in ("rouge1", "rougeL")}

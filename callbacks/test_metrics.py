@@ -22,7 +22,8 @@ class TestGenerationMetrics(L.Callback):
     """Decodes summaries of the test split after the test loop and logs their scores.
 
     Args:
-        metrics: any of ``rouge``, ``bleu``, ``meteor``, ``bertscore``, ``length``.
+        metrics: any of ``rouge``, ``bleu``, ``meteor``, ``bertscore``, ``length``, or ``module:attribute`` of an
+            ``eval.metrics.Metric`` of your own.
         bertscore_model: BERTScore encoder, a Hub name or a local folder.
         bertscore_layers: encoder layer; None: bert_score's choice for the name, else the last.
         limit: score only the first N test dialogues (decoding is the slow part); None scores all.

@@ -46,7 +46,11 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--stress_only", action="store_true", help="run only the stress test, no metrics")
     add_generation_arguments(p)
     met = p.add_argument_group("metrics")
-    met.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
+    met.add_argument(
+        "--metrics",
+        default=",".join(METRICS),
+        help=f"comma-separated, any of {','.join(METRICS)} or module:attribute of an eval.metrics.Metric of your own",
+    )
     met.add_argument("--bertscore_model", default="roberta-large", help="BERTScore encoder: Hub name or local folder")
     met.add_argument(
         "--bertscore_layers", type=int, help="encoder layer (default: bert_score's for the name, else last)"
@@ -56,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
         "--references",
         default="best",
         choices=REFERENCES,
-        help="how ROUGE, METEOR and BERTScore use several references per example: best (default) or mean",
+        help="how ROUGE, METEOR and BERTScore use several references per example: best (default), mean, "
+        "or first (the first reference only, as the DialogSum authors' baseline scores summary1)",
     )
     p.add_argument("--out", help="report folder (default <run>/eval/<split>)")
     return p

@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 
 from eval.runner import WEIGHTS
-
-DECODERS = ("auto", "generate", "static", "compiled", "graphed")  # model.generation.DECODERS (a test keeps them equal)
+from model.decoders import DECODERS
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

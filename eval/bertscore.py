@@ -37,6 +37,21 @@ def bertscore_f1(
     return [100 * float(x) for x in f1]
 
 
+def bertscore_pairs(predictions: list[str], references: list[str], args) -> list[dict[str, float]]:
+    """``{"bertscore_f1": F1 x100}`` of each prediction against its reference, all pairs in one encoder pass.
+
+    Args:
+        predictions: generated summaries.
+        references: one human summary per prediction.
+        args: ``eval.metrics.MetricArgs``: the encoder, its layer, batch size and device.
+    """
+    pairs = [[r] for r in references]
+    f1 = bertscore_f1(
+        predictions, pairs, args.bertscore_model, args.bertscore_layers, args.bertscore_batch_size, args.device
+    )
+    return [{"bertscore_f1": s} for s in f1]
+
+
 def resolve_layers(model: str, num_layers: int | None) -> int:
     """The encoder layer to use: the given one, bert_score's tuned one, or a local folder's last.
 

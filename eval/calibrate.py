@@ -23,10 +23,10 @@ from pathlib import Path
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, parse_with_overrides
+from eval.metrics import MetricArgs, compute_metrics, score_of
 from eval.runner import find_run, load_model, read_examples
 
-COLUMNS = {"words": "words", "length_ratio": "length ratio", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
-           "rougeL": "ROUGE-L"}  # fmt: skip
+SCORES = ("length_ratio", "rouge1", "rouge2", "rougeL")  # eval.metrics registry keys, in table order
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,7 +75,6 @@ def parse_biases(text: str) -> list[float]:
 
 def calibrate(args: argparse.Namespace, biases: list[float]) -> dict:
     """Decode the split once per bias, score it, choose, and write the two files."""
-    from eval.metrics import MetricArgs, compute_metrics
     from model.generation import generate_summaries
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -98,7 +97,7 @@ def calibrate(args: argparse.Namespace, biases: list[float]) -> dict:
         )
         scores, _ = compute_metrics(texts, references, MetricArgs(metrics=["rouge", "length"], references="mean"))
         words = sum(len(t.split()) for t in texts) / len(texts)
-        rows.append({"stop_bias": bias, "words": words, **{k: scores[k] for k in COLUMNS if k in scores}})
+        rows.append({"stop_bias": bias, "words": words, **{k: scores[k] for k in SCORES}})
     chosen = min(rows, key=lambda r: (abs(r["length_ratio"] - args.target), abs(r["stop_bias"])))
     result = {
         "split": args.split,
@@ -129,12 +128,12 @@ def calibration_markdown(result: dict) -> str:
         f"{result['examples']} {result['split']} examples ({', '.join(result['sources'])}), fine-tuned model, "
         f"greedy; ROUGE F1 averaged over each example's references; length ratio = words generated / human words.",
         "",
-        "| stop_bias | " + " | ".join(COLUMNS.values()) + " |",
-        "| --- |" + " --- |" * len(COLUMNS),
+        "| stop_bias | words | " + " | ".join(score_of(k).title for k in SCORES) + " |",
+        "| --- | --- |" + " --- |" * len(SCORES),
     ]
     for row in result["rows"]:
         mark = " (chosen)" if row["stop_bias"] == result["stop_bias"] else ""
-        cells = [f"{row[k]:.3f}" if k == "length_ratio" else f"{row[k]:.2f}" for k in COLUMNS]
+        cells = [f"{row['words']:.2f}", *(f"{row[k]:.{score_of(k).digits}f}" for k in SCORES)]
         lines.append(f"| {row['stop_bias']:g}{mark} | " + " | ".join(cells) + " |")
     lines += [
         "",

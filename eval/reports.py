@@ -12,21 +12,9 @@ import json
 from pathlib import Path
 
 from datamodules.sources import Example
-from eval.metrics import SCORE_NAMES, MetricArgs, bleu_score, compute_metrics, describe_references, length_ratio
+from eval.metrics import MetricArgs, compute_metrics, describe_references, score_of, subset_scores
 
 MODELS = {"base": "Base", "fine_tuned": "Fine-tuned"}
-TITLES = {
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "rougeLsum": "ROUGE-Lsum",
-    "bleu": "BLEU",
-    "meteor": "METEOR",
-    "bertscore_f1": "BERTScore F1",
-    "length_ratio": "Length ratio",
-}
-# Scores shown per example next to the summaries.
-SAMPLE_SCORES = ("rougeL", "meteor", "bertscore_f1", "length_ratio")
 
 
 def add_scores(
@@ -77,34 +65,21 @@ def source_scores(
     source: str,
     metric_args: MetricArgs,
 ) -> dict[str, dict[str, float]]:
-    """Corpus scores of each model on the examples of one source, from the per-example scores.
-
-    Per-example metrics (ROUGE, METEOR, BERTScore) are averaged over the source's examples; the
-    set-level ones (BLEU, length ratio) are computed again on them, so each equals what an
-    evaluation of that source alone gives.
+    """Corpus scores of each model on the examples of one source, each as an evaluation of that source alone.
 
     Args:
         examples: every evaluated example.
         summaries: model key -> one summary per example.
         scores: model key -> per-example scores from ``compute_metrics``.
         source: the source label to keep (``dialogsum``, ``enterprise``).
-        metric_args: which metrics were computed.
+        metric_args: which metrics were computed, and how.
     """
     keep = [i for i, e in enumerate(examples) if e.source == source]
     references = [list(examples[i].summaries) for i in keep]
-    out = {}
-    for key in MODELS:
-        predictions = [summaries[key][i] for i in keep]
-        corpus = {}
-        for name in SCORE_NAMES:
-            if name in scores[key][keep[0]] and name != "length_ratio":
-                corpus[name] = sum(scores[key][i][name] for i in keep) / len(keep)
-        if "bleu" in metric_args.metrics:
-            corpus["bleu"] = bleu_score(predictions, references)
-        if "length" in metric_args.metrics:
-            corpus["length_ratio"] = length_ratio(predictions, references)
-        out[key] = corpus
-    return out
+    return {
+        key: subset_scores([summaries[key][i] for i in keep], references, [scores[key][i] for i in keep], metric_args)
+        for key in MODELS
+    }
 
 
 def improvements(base: dict[str, float], tuned: dict[str, float]) -> dict[str, dict[str, float | None]]:
@@ -115,7 +90,7 @@ def improvements(base: dict[str, float], tuned: dict[str, float]) -> dict[str, d
         tuned: the fine-tuned model's corpus scores.
     """
     out = {}
-    for name in (n for n in SCORE_NAMES if n in base and n in tuned):
+    for name in (n for n in base if n in tuned):
         delta = tuned[name] - base[name]
         out[name] = {"absolute": delta, "relative_pct": 100 * delta / base[name] if base[name] else None}
     return out
@@ -131,16 +106,33 @@ def metrics_markdown(base: dict[str, float], tuned: dict[str, float], header: st
     """
     lines = [header, ""] if header else []
     lines += ["| metric | Base | Fine-tuned | change | relative |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name, change in improvements(base, tuned).items():
-        digits = 3 if name == "length_ratio" else 2
+    changes = improvements(base, tuned)
+    for name, change in changes.items():
+        score = score_of(name)
         rel = "n/a" if change["relative_pct"] is None else f"{change['relative_pct']:+.1f}%"
         lines.append(
-            f"| {TITLES[name]} | {base[name]:.{digits}f} | {tuned[name]:.{digits}f} | "
-            f"{change['absolute']:+.{digits}f} | {rel} |"
+            f"| {score.title} | {base[name]:.{score.digits}f} | {tuned[name]:.{score.digits}f} | "
+            f"{change['absolute']:+.{score.digits}f} | {rel} |"
         )
-    if "length_ratio" in base:
-        lines += ["", "Scores are 0-100. Length ratio: words generated / words in the human summaries (1.0 = as long)."]
+    if changes:
+        lines += ["", footnote(list(changes))]
     return "\n".join(lines) + "\n"
+
+
+def footnote(keys: list[str]) -> str:
+    """What the scores in a table mean and which way each is better, from the registry.
+
+    Args:
+        keys: the scores the table shows.
+    """
+    scores = [score_of(key) for key in keys]
+    notes = list(dict.fromkeys(s.note for s in scores if s.note))
+    other = [
+        f"{s.title} ({'lower is better' if s.better == 'lower' else f'best at {s.better}'})"
+        for s in scores
+        if s.better != "higher"
+    ]
+    return " ".join([*notes, "Higher is better" + (f" except {', '.join(other)}." if other else ".")])
 
 
 def metrics_table(report: dict) -> str:
@@ -152,10 +144,8 @@ def metrics_table(report: dict) -> str:
     """
     corpus = report.get("metrics", {})
     base, tuned = corpus.get("base", {}), corpus.get("fine_tuned", {})
-    header = [report.get("title", "")]
-    if {"rouge1", "meteor", "bertscore_f1"} & set(base):
-        combine = report.get("settings", {}).get("metric_args", {}).get("references", "best")
-        header.append(describe_references(combine))
+    combine = report.get("settings", {}).get("metric_args", {}).get("references", "best")
+    header = [report.get("title", ""), describe_references(combine, list(base))]
     table = metrics_markdown(base, tuned, "\n".join(line for line in header if line))
     for source, models in report.get("metrics_by_source", {}).items():
         count = sum(1 for row in report.get("per_example", []) if row.get("source") == source)
@@ -177,9 +167,9 @@ def sample_rows(examples: list[Example], summaries: dict[str, list[str]], scores
         row["other_references"] = "\n".join(example.summaries[1:])
         for key in MODELS:
             row[key] = summaries[key][i]
-            for name in SAMPLE_SCORES:
-                if name in scores[key][i]:
-                    row[f"{key}_{name}"] = round(scores[key][i][name], 4)
+            for name, value in scores[key][i].items():
+                if score_of(name).in_samples:
+                    row[f"{key}_{name}"] = round(value, 4)
         rows.append(row)
     return rows
 
@@ -212,7 +202,7 @@ def samples_html(rows: list[dict], title: str, metrics_md: str = "") -> str:
     for row in rows:
         scores = []
         for key in MODELS:
-            found = [f"{n} {row[f'{key}_{n}']:.2f}" for n in SAMPLE_SCORES if f"{key}_{n}" in row]
+            found = [f"{name[len(key) + 1 :]} {value:.2f}" for name, value in row.items() if name.startswith(f"{key}_")]
             scores.append(f"<div class=s>{', '.join(found)}</div>")
         body.append(
             f"<tr><td><b>{esc(row['id'])}</b><details><summary>dialogue</summary>{esc(row['dialogue'])}</details></td>"

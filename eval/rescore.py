@@ -36,11 +36,16 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m eval.rescore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("report", help="report.json written by python -m eval")
-    p.add_argument("--metrics", help=f"comma-separated subset of {','.join(METRICS)} (default: the report's)")
+    p.add_argument(
+        "--metrics",
+        help=f"comma-separated, any of {','.join(METRICS)} or module:attribute of an eval.metrics.Metric "
+        "(default: the report's)",
+    )
     p.add_argument(
         "--references",
         choices=REFERENCES,
-        help="how ROUGE, METEOR and BERTScore use several references per example (default: the report's)",
+        help="how ROUGE, METEOR and BERTScore use several references per example: best, mean or first "
+        "(default: the report's)",
     )
     p.add_argument("--bertscore_model", help="BERTScore encoder: Hub name or local folder (default: the report's)")
     p.add_argument(
@@ -138,7 +143,7 @@ def merged_metric_args(saved: dict, args: argparse.Namespace) -> MetricArgs:
             settings[key] = getattr(args, key)
     try:
         return MetricArgs(**settings, device=None if args.device == "auto" else args.device)
-    except ValueError as err:  # an unknown metric name
+    except ValueError as err:  # an unknown metric name, or one that does not import
         raise ReportError(str(err)) from err
 
 

@@ -25,8 +25,8 @@ import warnings
 import torch
 
 from datamodules.batching import collate
+from model.decoders import DECODERS
 
-DECODERS = ("auto", "generate", "static", "compiled", "graphed")
 CACHE_MULTIPLE = 128  # cache lengths are rounded up to this, so calls of similar lengths share one compiled step
 CHECK_EVERY = 8  # decode steps between checks whether every row has ended
 _compiled_step = None  # torch.compile(decode_step), made once: calls (base and fine-tuned passes) share its graphs

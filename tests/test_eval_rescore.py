@@ -12,9 +12,10 @@ from conftest import DIALOGSUM, ROOT
 from test_eval_metrics import wordnet  # noqa: F401  (autouse: METEOR finds WordNet)
 
 from datamodules.sources import load_split
-from eval.metrics import MetricArgs, rouge_scores
+from eval.metrics import MetricArgs
 from eval.reports import MODELS, add_scores, write_reports
 from eval.rescore import main
+from eval.scorers import rouge_pairs
 from eval.stress import read_stress, stress_markdown, stress_report
 
 N = 5
@@ -63,8 +64,7 @@ def test_mean_references_rescore_averages_each_reference(report_path, tmp_path):
     new = main([str(report_path), "--references", "mean", "--metrics", "rouge,bleu"])
     out = report_path.parent / "rescored-mean"
     by_hand = [
-        fmean(s["rouge1"] for s in rouge_scores([e["fine_tuned"]] * 3, [[r] for r in e["references"]]))
-        for e in original["per_example"]
+        fmean(s["rouge1"] for s in rouge_pairs([e["fine_tuned"]] * 3, e["references"])) for e in original["per_example"]
     ]
     assert [e["scores"]["fine_tuned"]["rouge1"] for e in new["per_example"]] == pytest.approx(by_hand)
     assert new["metrics"]["fine_tuned"]["rouge1"] == pytest.approx(fmean(by_hand))
@@ -120,3 +120,12 @@ def test_two_sources_get_their_own_tables_equal_to_scoring_each_alone():
 
     table = metrics_table(both)
     assert "### dialogsum (4 examples)" in table and "### enterprise (3 examples)" in table
+
+
+def test_first_reference_rescore_scores_summary1_and_says_so(report_path):
+    original = json.loads(report_path.read_text())
+    new = main([str(report_path), "--references", "first", "--metrics", "rouge"])
+    by_hand = [rouge_pairs([e["fine_tuned"]], [e["references"][0]])[0]["rougeL"] for e in original["per_example"]]
+    assert [e["scores"]["fine_tuned"]["rougeL"] for e in new["per_example"]] == pytest.approx(by_hand)
+    footnote = (report_path.parent / "rescored-first" / "metrics.md").read_text()
+    assert "References: the scores of ROUGE take each example's first reference only (DialogSum: summary1)" in footnote

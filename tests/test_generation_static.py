@@ -170,17 +170,28 @@ def test_stop_bias_ends_summaries_sooner_the_larger_it_is(tiny_phi, tokenizer, p
     from transformers import PhiForCausalLM
 
     phi = PhiForCausalLM.from_pretrained(tiny_phi, dtype=torch.float32).eval()  # the tokenizer's EOS ends summaries
+    free = generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder, stop_bias=0.0)
+    assert [len(row) for row in free] == [MAX_NEW] * len(prompts)  # this random model ends nothing unbiased
+    # By hand, from the unbiased summaries' logits: adding b to the end tokens' logits ends a summary at
+    # the first step where the best end token is less than b below the best other token.
+    stops, gaps = generation.stop_ids(phi, tokenizer), []
+    for prompt, summary in zip(prompts, free, strict=True):
+        with torch.no_grad():
+            logits = phi(torch.tensor([prompt + summary[:-1]])).logits[0, len(prompt) - 1 :]
+        assert logits.argmax(dim=1).tolist() == summary  # bias 0 is plain greedy: each token the model's argmax
+        others = logits.clone()
+        others[:, stops] = float("-inf")
+        gaps.append((others.max(dim=1).values - logits[:, stops].max(dim=1).values).tolist())
     lengths = {}
-    for bias in (0.0, 2.0, 3.0, 1e4):
-        ids = generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder, stop_bias=bias)
-        lengths[bias] = [len(row) for row in ids]
-    assert lengths[0.0] == [
-        len(r) for r in generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder)
-    ]
-    for smaller, larger in zip(lengths, list(lengths)[1:], strict=False):
-        assert all(b <= a for a, b in zip(lengths[smaller], lengths[larger], strict=True))
-    assert max(lengths[3.0]) < MAX_NEW == min(lengths[0.0])  # this random model ends nothing unbiased
-    assert lengths[1e4] == [1] * len(prompts)  # an overwhelming one ends each at its first token
+    for bias in (2.0, 3.0):
+        lengths[bias] = [
+            len(row)
+            for row in generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder, stop_bias=bias)
+        ]
+        assert lengths[bias] == [next((t + 1 for t, gap in enumerate(row) if gap < bias), MAX_NEW) for row in gaps]
+    assert all(b <= a for a, b in zip(lengths[2.0], lengths[3.0], strict=True)) and max(lengths[3.0]) < MAX_NEW
+    overwhelming = generate_token_ids(phi, tokenizer, prompts, MAX_NEW, BATCH, decoder=decoder, stop_bias=1e4)
+    assert [len(row) for row in overwhelming] == [1] * len(prompts)  # each ends at its first token
 
 
 def test_static_decoder_gives_generates_tokens_with_a_stop_bias(phi, tokenizer, prompts):
