@@ -16,13 +16,18 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins import TorchCheckpointIO
 
+from callbacks.failed_start import RemoveFailedStart
 from callbacks.memory_advice import OutOfMemoryAdvice, memory_advice
 from callbacks.nan_guard import NanGuard, NonFiniteLossError
+from callbacks.predictions import PredictionWriter
+from callbacks.preemption import Preemption
+from callbacks.progress import default_progress
 from datamodules.dialogsum import DialogSumDataModule
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from model.checkpointing import KEYWORDS, AtomicCheckpointIO, CheckpointError, check_resume_file, resolve_last
 from model.module import QLoRAModule
+from model.run_folder import log_into_run
 from model.validation import ConfigError, check_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "phi2_qlora.yaml"
@@ -41,11 +46,18 @@ class SummarizationCLI(LightningCLI):
         if ckpt == "last" and config.trainer.logger:
             # The newest readable checkpoint of this config's runs; logging goes on in its run's folder.
             logger = config.trainer.logger.init_args
-            path, skipped = resolve_last(Path(logger.save_dir) / logger.name)
+            path, skipped = resolve_last(
+                Path(logger.save_dir) / logger.name, config.trainer.max_steps, config.trainer.max_epochs
+            )
             for line in skipped:
                 print(f"warning: {line}", file=sys.stderr)
             logger.version = path.parent.parent.name
             config.ckpt_path = str(path)
+        elif ckpt and str(ckpt) not in KEYWORDS and "://" not in str(ckpt):
+            log_into_run(config.trainer.logger, Path(ckpt))  # test, predict, resume: into the checkpoint's run
+        if self.subcommand not in (None, "fit"):  # beside the run's own config.yaml, not over it
+            self.save_config_kwargs["config_filename"] = f"config_{self.subcommand}.yaml"
+        self.trainer_defaults["callbacks"] += default_progress(config.trainer)
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -75,7 +87,9 @@ def main(args: list[str] | None = None) -> SummarizationCLI:
             DialogSumDataModule,
             args=args,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [NanGuard(), oom]},  # on in every config
+            trainer_defaults={  # on in every config
+                "callbacks": [NanGuard(), oom, Preemption(), PredictionWriter(), RemoveFailedStart()]
+            },
         )
     except (DataError, SourceError, ConfigError, CheckpointError, NonFiniteLossError) as err:
         sys.exit(f"error: {err}")

@@ -156,6 +156,7 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
     from datamodules.encoding import PromptEncoder
     from datamodules.prompts import PromptFormat
     from eval.dense import dequantize_4bit_layers
+    from model.checkpointing import CheckpointError, load_checkpoint
     from model.loading import LoraArgs, QuantArgs
     from model.module import DTYPES, QLoRAModule
 
@@ -179,7 +180,10 @@ def load_model(run: Run, base_model: str | None = None, weights: str = "dense", 
     if run.adapter:
         load_adapter_folder(module, run.adapter)
     elif run.ckpt_path:
-        checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)  # our own file
+        try:
+            checkpoint = load_checkpoint(run.ckpt_path)  # weights_only: a stranger's pickle is refused
+        except CheckpointError as err:
+            raise SourceError(str(err)) from None
         module.load_state_dict(checkpoint["state_dict"])
     module.to(device)
     if weights != "4bit":
