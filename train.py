@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from model.checkpointing import KEYWORDS, AtomicCheckpointIO, CheckpointError, check_resume_file, resolve_last
 from model.module import QLoRAModule
+from model.options import PARSER_KWARGS, one_line, path_problems
 from model.run_folder import log_into_run
 from model.validation import ConfigError, check_config
 
@@ -42,6 +44,8 @@ class SummarizationCLI(LightningCLI):
         """Check every option and the checkpoint to resume, before any class or weight loads."""
         config = self.config[self.subcommand] if self.subcommand else self.config  # run=False has no subcommand
         check_config(config)
+        if path_problems(config):
+            raise ConfigError("; ".join(path_problems(config)))
         ckpt = config.get("ckpt_path")
         if ckpt == "last" and config.trainer.logger:
             # The newest readable checkpoint of this config's runs; logging goes on in its run's folder.
@@ -60,7 +64,11 @@ class SummarizationCLI(LightningCLI):
         self.trainer_defaults["callbacks"] += default_progress(config.trainer)
 
     def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:  # exit_on_error=False: one line, no usage dump
+            subcommand = next((a for a in args if a in {"fit", "validate", "test", "predict"}), None)
+            raise ConfigError(one_line(str(err), parser, subcommand)) from None
         # LightningCLI reads an explicit --ckpt_path right after parsing: a cut file must fail here, in one line.
         subcommand = self.config.get("subcommand")
         ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -87,6 +95,7 @@ def main(args: list[str] | None = None) -> SummarizationCLI:
             DialogSumDataModule,
             args=args,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs=PARSER_KWARGS,  # no abbreviated options, no usage dump before an error
             trainer_defaults={  # on in every config
                 "callbacks": [NanGuard(), oom, Preemption(), PredictionWriter(), RemoveFailedStart()]
             },
