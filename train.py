@@ -44,8 +44,6 @@ class SummarizationCLI(LightningCLI):
         """Check every option and the checkpoint to resume, before any class or weight loads."""
         config = self.config[self.subcommand] if self.subcommand else self.config  # run=False has no subcommand
         check_config(config)
-        if path_problems(config):
-            raise ConfigError("; ".join(path_problems(config)))
         ckpt = config.get("ckpt_path")
         if ckpt == "last" and config.trainer.logger:
             # The newest readable checkpoint of this config's runs; logging goes on in its run's folder.
@@ -62,6 +60,8 @@ class SummarizationCLI(LightningCLI):
         if self.subcommand not in (None, "fit"):  # beside the run's own config.yaml, not over it
             self.save_config_kwargs["config_filename"] = f"config_{self.subcommand}.yaml"
         self.trainer_defaults["callbacks"] += default_progress(config.trainer)
+        if path_problems(config):
+            raise ConfigError("; ".join(path_problems(config)))
 
     def parse_arguments(self, parser, args) -> None:
         try:

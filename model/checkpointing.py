@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,24 +94,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file; check --ckpt_path") from None
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
+        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(err))))  # what torch's weights-only unpickler blocked
+        if not names:  # not a pickle of ours at all: garbage, or cut short
             raise CheckpointError(f"{path}: {unreadable(err)}") from None
-        names = ", ".join(unsafe_globals(path)) or "Python objects"
         raise UnsafeCheckpointError(
-            f"{path}: refused: it holds {names}, which could run code when loaded (a checkpoint of train.py "
-            "holds only tensors and plain values); use it only if you trust its source and re-save its state_dict"
+            f"{path}: refused: it holds {', '.join(names)}, which could run code when loaded (a checkpoint of "
+            "train.py holds only tensors and plain values); use it only if you trust its source and re-save its "
+            "state_dict"
         ) from None
     except Exception as err:  # torch raises EOFError, RuntimeError, ValueError, ... for a cut file
         raise CheckpointError(f"{path}: {unreadable(err)}") from None
-
-
-def unsafe_globals(path: str | Path) -> list[str]:
-    """The pickled classes and functions in ``path`` that ``weights_only`` loading does not allow."""
-    try:
-        allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS}
-        return [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in allowed][:3]
-    except Exception:  # a legacy (non-zip) file: the caller says "Python objects"
-        return []
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
