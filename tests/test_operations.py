@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -115,7 +116,11 @@ def test_last_takes_the_newest_unfinished_run_and_names_the_other(tmp_path):
     path, warnings = resolve_last(tmp_path, max_steps=20)
     assert path == newest
     [warning] = warnings
-    assert "2 unfinished runs" in warning and "version_1 (step 8), not version_0 (step 6)" in warning and "\n" not in warning
+    assert (
+        "2 unfinished runs" in warning
+        and "version_1 (step 8), not version_0 (step 6)" in warning
+        and "\n" not in warning
+    )
     with pytest.raises(CheckpointError, match="every run there has finished"):
         resolve_last(tmp_path, max_steps=6)
     assert older.exists()
@@ -192,3 +197,28 @@ def test_overlay_skips_runs_without_points(tmp_path, monkeypatch, capsys):
     curves.main([str(tmp_path / "tiny"), "--out", str(tmp_path / "x.png")])
     assert [r.label for r in drawn[0]] == ["tiny/version_0"]
     assert "skipped (no train/loss or val/loss points): tiny/version_1" in capsys.readouterr().err
+
+
+def test_progress_is_steps_of_the_planned_total_one_plain_line_per_log_point_also_after_resume(
+    tiny_phi, tmp_path, capsys
+):
+    first = fit_tiny(tiny_phi, tmp_path, *FAST, "--trainer.enable_progress_bar=true")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split(" | ")[0] for line in lines] == ["step 2/4 (50%)", "step 4/4 (100%)"]
+    fields = lines[0].split(" | ")
+    assert (
+        fields[1] == "epoch 0"
+        and fields[2].startswith("loss ")
+        and re.search(r"elapsed, ETA \d:\d\d:\d\d$", fields[-1])
+    )
+    assert lines[1].endswith("elapsed, ETA 0:00:00")
+    assert any(f.endswith(" tok/s") for f in fields) and "v_num" not in lines[0]
+
+    last = Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    fit_tiny(
+        tiny_phi, tmp_path, *FAST, "--trainer.enable_progress_bar=true", "--trainer.max_steps=8", f"--ckpt_path={last}"
+    )
+    out = capsys.readouterr().out
+    lines = [line.split(" | ")[0] for line in out.splitlines() if line.startswith("step ")]
+    assert lines == ["step 6/8 (75%)", "step 8/8 (100%)"]  # counted from the resumed step, out of the new total
+    assert "-2" not in out and "v_num" not in out
