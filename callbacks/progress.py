@@ -10,13 +10,14 @@ but one plain line every ``log_every_n_steps`` optimizer steps::
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 from datetime import timedelta
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
 from callbacks.cadence import log_point
 
@@ -56,6 +57,7 @@ class StepProgress(TQDMProgressBar):
             bar = self.train_progress_bar
             bar.reset(total=self.planned_steps(trainer))
             bar.n = bar.initial = trainer.global_step  # the rate and ETA count this process's steps
+            bar.set_description(f"epoch {trainer.current_epoch}")  # a mid-epoch resume starts no epoch
             bar.refresh()
 
     def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
@@ -119,7 +121,18 @@ def default_progress(trainer_config: Any) -> list[StepProgress]:
         return []
     callbacks = getattr(trainer_config, "callbacks", None) or []
     for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
-        name = getattr(callback, "class_path", None) or type(callback).__name__
-        if "ProgressBar" in str(name):
+        if issubclass(callback_class(callback), ProgressBar):
             return []
     return [StepProgress()]
+
+
+def callback_class(callback: Any) -> type:
+    """The class of a configured callback: an instance, or a ``class_path`` namespace."""
+    path = getattr(callback, "class_path", None)
+    if not isinstance(path, str):
+        return type(callback)
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return object  # LightningCLI itself reports a class it can't import
