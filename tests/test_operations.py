@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import DIALOGSUM, ROOT, fit_tiny
 
-from model.checkpointing import CheckpointError, load_checkpoint, resolve_last
+from model.checkpointing import CheckpointError, resolve_last
 
 # A tiny float model: the 4-bit path is not what these tests are about.
 FAST = [
@@ -137,6 +137,7 @@ class Payload:
 
 
 def test_an_untrusted_pickle_is_refused_in_one_line_without_running_it(tmp_path, tiny_phi):
+    from model.checkpointing import load_checkpoint
     from train import main
 
     marker = tmp_path / "pwned"
