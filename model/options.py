@@ -16,7 +16,7 @@ from typing import Any
 PARSER_KWARGS = {"allow_abbrev": False, "exit_on_error": False}
 UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)")
 # Options that name local files or folders (when they look like paths, not Hub names).
-PATH_OPTIONS = ("model.model", "data.dialogsum", "data.enterprise")
+PATH_OPTIONS = ("data.dialogsum", "data.enterprise")  # model.model: its load error names the option
 
 
 def one_line(message: str, parser: Any, subcommand: str | None) -> str:

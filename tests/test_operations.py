@@ -87,7 +87,7 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path):
         "fit",
         "--config",
         str(ROOT / "configs" / "tiny.yaml"),
-        "--model.model=/nonexistent/model-folder",  # local-looking: refused before any folder is made
+        "--model.model=/nonexistent/model-folder",  # fails inside fit, after the logger made its folder
         "--data.dialogsum=null",
         f"--data.enterprise={ROOT / 'data' / 'enterprise'}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
