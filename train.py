@@ -22,7 +22,7 @@ from callbacks.memory_advice import OutOfMemoryAdvice, memory_advice
 from callbacks.nan_guard import NanGuard, NonFiniteLossError
 from callbacks.predictions import PredictionWriter
 from callbacks.preemption import Preemption
-from callbacks.progress import default_progress
+from callbacks.progress import add_default_progress
 from datamodules.dialogsum import DialogSumDataModule
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
@@ -59,7 +59,7 @@ class SummarizationCLI(LightningCLI):
             log_into_run(config.trainer.logger, Path(ckpt))  # test, predict, resume: into the checkpoint's run
         if self.subcommand not in (None, "fit"):  # beside the run's own config.yaml, not over it
             self.save_config_kwargs["config_filename"] = f"config_{self.subcommand}.yaml"
-        self.trainer_defaults["callbacks"] += default_progress(config.trainer)
+        add_default_progress(self.trainer_defaults, config.trainer)
         if path_problems(config):
             raise ConfigError("; ".join(path_problems(config)))
 

@@ -111,19 +111,22 @@ class StepProgress(TQDMProgressBar):
         return " | ".join([*parts, timing])
 
 
-def default_progress(trainer_config: Any) -> list[StepProgress]:
-    """``[StepProgress()]`` unless the config turns the bar off or configures a progress bar of its own.
+def add_default_progress(trainer_defaults: dict, trainer_config: Any) -> None:
+    """Add a :class:`StepProgress` to ``trainer_defaults["callbacks"]`` unless the config turns the bar off
+    or configures a progress bar of its own.
 
     Args:
+        trainer_defaults: LightningCLI's ``trainer_defaults``, changed in place.
         trainer_config: the parsed ``trainer`` section (``enable_progress_bar``, ``callbacks``).
     """
     if getattr(trainer_config, "enable_progress_bar", None) is False:
-        return []
+        return
     callbacks = getattr(trainer_config, "callbacks", None) or []
     for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
         if issubclass(callback_class(callback), ProgressBar):
-            return []
-    return [StepProgress()]
+            return
+    defaults = trainer_defaults.get("callbacks") or []
+    trainer_defaults["callbacks"] = [*(defaults if isinstance(defaults, list) else [defaults]), StepProgress()]
 
 
 def callback_class(callback: Any) -> type:

@@ -1,7 +1,9 @@
 """Which run folder a command writes into: the run of the checkpoint it was given, not a new ``version_N``.
 
-``train.py test``, ``predict`` and a resumed ``fit`` given ``--ckpt_path <run>/checkpoints/x.ckpt``
-write their logs, configs and outputs into ``<run>``: results sit beside the weights they came from.
+``train.py test``, ``predict`` and a resumed ``fit`` given ``--ckpt_path <save_dir>/<name>/<run>/checkpoints/x.ckpt``
+(a checkpoint of one of this config's runs) write their logs, configs and outputs into that run:
+results sit beside the weights they came from, and a resumed run goes on in its own folder. A
+checkpoint kept anywhere else leaves the logger alone (a new ``version_N`` under its ``save_dir``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ def run_of_checkpoint(ckpt: Path) -> Path | None:
 
 
 def log_into_run(logger: Any, ckpt: Path) -> None:
-    """Point a configured logger (``trainer.logger`` with ``save_dir``, ``name``, ``version``) at the checkpoint's run.
+    """Set a configured logger's ``version`` to the checkpoint's run when that run is under its ``save_dir/name``.
 
     Args:
         logger: the parsed ``trainer.logger`` (a ``class_path`` / ``init_args`` namespace); others are left alone.
@@ -26,5 +28,5 @@ def log_into_run(logger: Any, ckpt: Path) -> None:
     run = run_of_checkpoint(ckpt)
     if run is None or args is None or not all(hasattr(args, k) for k in ("save_dir", "name", "version")):
         return
-    run = run.resolve()
-    args.save_dir, args.name, args.version = str(run.parent.parent), run.parent.name, run.name
+    if run.parent.resolve() == (Path(args.save_dir or ".") / (args.name or "")).resolve():
+        args.version = run.name
