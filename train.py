@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
 
 import lightning as L
@@ -23,13 +24,19 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins import TorchCheckpointIO
 
+from callbacks.failed_start import RemoveFailedStart
 from callbacks.memory_advice import OutOfMemoryAdvice, memory_advice
 from callbacks.nan_guard import NanGuard, NonFiniteLossError
+from callbacks.predictions import PredictionWriter
+from callbacks.preemption import Preemption
+from callbacks.progress import add_default_progress
 from datamodules.dialogsum import DialogSumDataModule
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from model.checkpointing import KEYWORDS, AtomicCheckpointIO, CheckpointError, check_resume_file, resolve_last
 from model.module import QLoRAModule
+from model.options import PARSER_KWARGS, one_line, path_problems
+from model.run_folder import log_into_run
 from model.validation import ConfigError, check_config
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -52,14 +59,27 @@ class SummarizationCLI(LightningCLI):
         if ckpt == "last" and config.trainer.logger:
             # The newest readable checkpoint of this config's runs; logging goes on in its run's folder.
             logger = config.trainer.logger.init_args
-            path, skipped = resolve_last(Path(logger.save_dir) / logger.name)
+            path, skipped = resolve_last(
+                Path(logger.save_dir) / logger.name, config.trainer.max_steps, config.trainer.max_epochs
+            )
             for line in skipped:
                 print(f"warning: {line}", file=sys.stderr)
             logger.version = path.parent.parent.name
             config.ckpt_path = str(path)
+        elif ckpt and str(ckpt) not in KEYWORDS and "://" not in str(ckpt):
+            log_into_run(config.trainer.logger, Path(ckpt))  # test, predict, resume: into the checkpoint's run
+        if self.subcommand not in (None, "fit"):  # beside the run's own config.yaml, not over it
+            self.save_config_kwargs["config_filename"] = f"config_{self.subcommand}.yaml"
+        add_default_progress(self.trainer_defaults, config.trainer)
+        if path_problems(config):
+            raise ConfigError("; ".join(path_problems(config)))
 
     def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:  # exit_on_error=False: one line, no usage dump
+            subcommand = next((a for a in args if a in {"fit", "validate", "test", "predict"}), None)
+            raise ConfigError(one_line(str(err), parser, subcommand)) from None
         # LightningCLI reads an explicit --ckpt_path right after parsing: a cut file must fail here, in one line.
         subcommand = self.config.get("subcommand")
         ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -123,7 +143,10 @@ def main(args: list[str] | None = None) -> SummarizationCLI:
             subclass_mode_data=True,
             args=args,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [NanGuard(), oom]},  # on in every config
+            parser_kwargs=PARSER_KWARGS,  # no abbreviated options, no usage dump before an error
+            trainer_defaults={  # on in every config
+                "callbacks": [NanGuard(), oom, Preemption(), PredictionWriter(), RemoveFailedStart()]
+            },
         )
     except (DataError, SourceError, ConfigError, CheckpointError, NonFiniteLossError) as err:
         sys.exit(f"error: {err}")

@@ -247,8 +247,11 @@ def bench(kills: int, seed: int, max_steps: int, every: int, work: Path) -> bool
         assert code in (0, -signal.SIGKILL), f"a restarted run failed with exit code {code}"
         outcome = "finished first" if code == 0 else state_after_kill(killed_dir)
         print(f"kill {kill:2d}, {when}: {outcome}")
-    code, _ = run(command(resume_args(args, killed_dir)))
-    assert code == 0, f"the final resumed run failed with exit code {code}"
+        if code == 0:  # finished: --ckpt_path last now refuses to resume a finished run
+            break
+    else:
+        code, _ = run(command(resume_args(args, killed_dir)))
+        assert code == 0, f"the final resumed run failed with exit code {code}"
     same, diff = compare(final_adapter(whole_dir), final_adapter(killed_dir))
     verdict = "IDENTICAL" if same else f"DIFFERENT (max abs diff {diff:.3g})"
     print(f"final adapter after {kills} kills and resumes vs the uninterrupted run's: {verdict}")

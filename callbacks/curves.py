@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     empty = [r.label for r in runs if not r.train and not r.val]
     if len(empty) == len(runs):
         sys.exit(f"error: no train/loss or val/loss scalars in {', '.join(empty)}")
+    if empty:  # a run that stopped before its first log point: nothing to draw, and no legend line
+        print(f"skipped (no train/loss or val/loss points): {', '.join(empty)}", file=sys.stderr)
+        runs = [r for r in runs if r.train or r.val]
     written = save(draw(runs, window=args.window, title=args.title), *args.out)
     for path in written:
         print(path)

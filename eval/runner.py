@@ -169,6 +169,7 @@ def load_model(run: Run, weights: str = "dense", device: str = "auto") -> Loaded
     import torch
 
     from datamodules.encoding import PromptEncoder
+    from model.checkpointing import CheckpointError, load_checkpoint
     from model.module import DTYPES
 
     if weights not in WEIGHTS:
@@ -182,7 +183,10 @@ def load_model(run: Run, weights: str = "dense", device: str = "auto") -> Loaded
     if run.adapter:
         load_adapter_folder(module, run.adapter)
     elif run.ckpt_path:
-        checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)  # our own file
+        try:
+            checkpoint = load_checkpoint(run.ckpt_path)  # weights_only: a stranger's pickle is refused
+        except CheckpointError as err:
+            raise SourceError(str(err)) from None
         module.load_state_dict(checkpoint["state_dict"])
     module.to(device)
     if weights != "4bit" and module.quant.load_in_4bit:

@@ -10,17 +10,27 @@ and never fsyncs; this plugin does neither.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from model.loading import LoraArgs, QuantArgs
+
 KEYWORDS = {"last", "best", "hpc"}  # ckpt_path values Lightning resolves itself
+# Beyond tensors and plain values, our checkpoints may hold these (hyper_parameters of a module built in Python).
+SAFE_GLOBALS = [LoraArgs, QuantArgs]
 
 
 class CheckpointError(OSError):
     """A checkpoint can't be written or read; the message names the file and what to do."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint holds pickled objects that could run code when loaded; it is not loaded."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -49,12 +59,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from None
 
     def load_checkpoint(self, path, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
+        if (
+            "://" in str(path) or kwargs.get("weights_only") is False
+        ):  # remote, or --weights_only false: the user's call
             return super().load_checkpoint(path, *args, **kwargs)
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: no such checkpoint file; check --ckpt_path") from None
-        except Exception as err:  # torch raises EOFError, RuntimeError, ValueError, ... for a cut file
-            raise CheckpointError(with_advice(f"{path}: {unreadable(err)}", Path(path))) from None
+        try:
+            return load_checkpoint(path)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as err:
+            raise CheckpointError(with_advice(str(err), Path(path))) from None
 
 
 def fsync_folder(folder: Path) -> None:
@@ -68,14 +82,33 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Load ``path`` fully on CPU; raise :class:`CheckpointError` if it is cut short or not a checkpoint."""
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint on CPU with ``weights_only=True``: tensors, plain values and ``SAFE_GLOBALS`` only.
+
+    A file that would run code while loading (any other pickled object) is refused, in one line
+    naming what it holds; so is a file cut short.
+    """
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file; check --ckpt_path") from None
+    except pickle.UnpicklingError as err:
+        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(err))))  # what torch's weights-only unpickler blocked
+        if not names:  # not a pickle of ours at all: garbage, or cut short
+            raise CheckpointError(f"{path}: {unreadable(err)}") from None
+        raise UnsafeCheckpointError(
+            f"{path}: refused: it holds {', '.join(names)}, which could run code when loaded (a checkpoint of "
+            "train.py holds only tensors and plain values); use it only if you trust its source and re-save its "
+            "state_dict"
+        ) from None
     except Exception as err:  # torch raises EOFError, RuntimeError, ValueError, ... for a cut file
         raise CheckpointError(f"{path}: {unreadable(err)}") from None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load ``path`` fully on CPU; raise :class:`CheckpointError` if it is cut short, unsafe or not a checkpoint."""
+    checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); pass a .ckpt file written by fit")
     return checkpoint
@@ -85,6 +118,8 @@ def check_resume_file(path: Path) -> dict[str, Any]:
     """Read an explicit ``--ckpt_path``; if it is unreadable, the error names the good one beside it."""
     try:
         return read_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
     except CheckpointError as err:
         raise CheckpointError(with_advice(str(err), path)) from None
 
@@ -106,27 +141,58 @@ def with_advice(message: str, path: Path) -> str:
     return f"{message}; resume from an earlier checkpoint or drop --ckpt_path to start afresh"
 
 
-def resolve_last(runs: Path) -> tuple[Path, list[str]]:
-    """The checkpoint ``--ckpt_path last`` means: the newest readable ``*.ckpt`` of any run under ``runs``.
+def resolve_last(runs: Path, max_steps: int | None = None, max_epochs: int | None = None) -> tuple[Path, list[str]]:
+    """The checkpoint ``--ckpt_path last`` means: the newest readable ``*.ckpt`` of the newest unfinished run.
 
-    Returns the file and one warning line for each newer file that was unreadable and skipped.
+    A run (``runs/<version>``) is finished when its newest readable checkpoint has reached
+    ``max_steps`` or ``max_epochs`` (the config's ``trainer.max_steps`` / ``max_epochs``; None or
+    -1: no limit). Returns the file and warning lines: one for each newer file that was unreadable
+    and skipped, and one naming any other unfinished run (the ambiguity, resolved by age).
     """
     candidates = sorted(runs.glob("*/checkpoints/*.ckpt"), key=_age_key, reverse=True)
     if not candidates:
         raise CheckpointError(f"{runs}: no */checkpoints/*.ckpt to resume; drop --ckpt_path or give a checkpoint file")
-    skipped: list[str] = []
+    skipped: dict[Path, list[str]] = {}  # run folder -> its unreadable files newer than its newest readable one
+    newest: dict[Path, tuple[Path, dict]] = {}  # run folder -> its newest readable checkpoint, newest run first
     for path in candidates:
-        try:
-            checkpoint = read_checkpoint(path)
-        except CheckpointError as err:
-            skipped.append(str(err))
+        run = path.parent.parent
+        if run in newest:
             continue
-        step = checkpoint.get("global_step", "?")
-        return path, [f"{line}; resuming from {path} (step {step}) instead" for line in skipped]
-    raise CheckpointError(
-        f"{runs}: none of the {len(candidates)} checkpoints can be read (newest: {candidates[0]}); "
-        "drop --ckpt_path to start afresh"
-    )
+        try:
+            newest[run] = (path, read_checkpoint(path))
+        except CheckpointError as err:
+            skipped.setdefault(run, []).append(str(err))
+    if not newest:
+        raise CheckpointError(
+            f"{runs}: none of the {len(candidates)} checkpoints can be read (newest: {candidates[0]}); "
+            "drop --ckpt_path to start afresh"
+        )
+    unfinished = [(p, c) for p, c in newest.values() if not finished(c, max_steps, max_epochs)]
+    if not unfinished:
+        path, checkpoint = next(iter(newest.values()))
+        raise CheckpointError(
+            f"{runs}: every run there has finished (newest: {path}, step {checkpoint.get('global_step', '?')}, "
+            f"max_steps={max_steps}); drop --ckpt_path to start a new run, or raise --trainer.max_steps to extend one"
+        )
+    path, checkpoint = unfinished[0]
+    step = checkpoint.get("global_step", "?")
+    warnings = [f"{line}; resuming from {path} (step {step}) instead" for line in skipped.get(path.parent.parent, [])]
+    if len(unfinished) > 1:
+        others = ", ".join(f"{p.parent.parent.name} (step {c.get('global_step', '?')})" for p, c in unfinished[1:])
+        warnings.append(
+            f"{runs}: {len(unfinished)} unfinished runs; resuming the newest, {path.parent.parent.name} (step {step}), "
+            f"not {others}; pass --ckpt_path <file> to pick another"
+        )
+    return path, warnings
+
+
+def finished(checkpoint: dict, max_steps: int | None, max_epochs: int | None) -> bool:
+    """Whether a run whose newest checkpoint is ``checkpoint`` has reached the Trainer's step or epoch limit."""
+    if max_steps is not None and max_steps >= 0 and checkpoint.get("global_step", 0) >= max_steps:
+        return True
+    # ``processed`` counts whole epochs, also in the checkpoint written at an epoch's end (``completed`` lags there).
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return max_epochs is not None and max_epochs >= 0 and progress.get("processed", 0) >= max_epochs
 
 
 def _age_key(path: Path) -> tuple[int, bool]:

@@ -76,12 +76,16 @@ def test_unreadable_checkpoint_is_one_line_naming_the_file(damage, tmp_path):
     assert "\n" not in message
 
 
-def test_last_resolves_to_the_newest_readable_checkpoint_of_any_run(tmp_path):
+def test_last_resolves_to_the_newest_readable_checkpoint_of_the_newest_unfinished_run(tmp_path):
     fake_checkpoint(tmp_path / "version_0" / "checkpoints" / "last.ckpt", 10)
     fake_checkpoint(tmp_path / "version_1" / "checkpoints" / "epoch=0-step=2.ckpt", 12)
     newest = fake_checkpoint(tmp_path / "version_1" / "checkpoints" / "last.ckpt", 14)
     path, warnings = resolve_last(tmp_path)
-    assert (path, warnings) == (newest, [])
+    assert path == newest
+    assert warnings == [  # both runs unfinished (no step limit given): the choice is named
+        f"{tmp_path}: 2 unfinished runs; resuming the newest, version_1 (step 14), not version_0 (step 10); "
+        "pass --ckpt_path <file> to pick another"
+    ]
 
 
 def test_corrupt_last_falls_back_to_the_previous_good_checkpoint_with_a_warning(tmp_path):

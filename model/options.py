@@ -1,0 +1,79 @@
+"""Command-line option errors in one line: unknown or abbreviated options, bad values, missing paths.
+
+``train.py`` parses with ``allow_abbrev=False`` (``--trainer.max_step 5`` would otherwise be taken
+as ``--trainer.max_steps``) and ``exit_on_error=False`` (no usage dump of 200 options before the
+message); :func:`one_line` turns jsonargparse's error into one line that names the closest real
+option, and :func:`path_problems` names the option of a local path that does not exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+PARSER_KWARGS = {"allow_abbrev": False, "exit_on_error": False}
+UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)")
+# Options that name local files or folders (when they look like paths, not Hub names).
+PATH_OPTIONS = ("data.dialogsum", "data.enterprise")  # model.model: its load error names the option
+
+
+def one_line(message: str, parser: Any, subcommand: str | None) -> str:
+    """jsonargparse's error ``message`` as one line, with the closest real option for an unknown one.
+
+    Args:
+        message: the ``ArgumentError`` text.
+        parser: the main parser (its subcommand parsers hold the options).
+        subcommand: ``fit``, ``test``, ... as given, or None.
+    """
+    sub = subcommand_parser(parser, subcommand)
+    found = UNRECOGNIZED.search(message)
+    if found:
+        given = [a.split("=", 1)[0] for a in found.group(1).split() if a.startswith("-")]
+        options = [o for a in (sub or parser)._actions for o in a.option_strings if o.startswith("--")]
+        lines = []
+        for option in given or found.group(1).split()[:1]:
+            close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"unknown option {option}{hint}")
+        command = f"python train.py {subcommand} --help" if subcommand else "python train.py --help"
+        return "; ".join(lines) + f" ({command} lists every option)"
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    key = re.search(r'Parser key "([^"]+)"', message)
+    detail = [line for line in lines if line.startswith(("Expected", "Got", "- Expected"))]
+    if key and detail:
+        inner = re.findall(r'Parser key "([^"]+)"', message)
+        option = key.group(1) + ("." + inner[-1] if len(inner) > 1 and inner[-1] != key.group(1) else "")
+        return f"--{option}: {detail[0].lstrip('- ')}"
+    return " ".join(lines)
+
+
+def subcommand_parser(parser: Any, subcommand: str | None) -> Any:
+    action = getattr(parser, "_subcommands_action", None)
+    return action._name_parser_map.get(subcommand) if action is not None and subcommand else None
+
+
+def path_problems(config: Any) -> list[str]:
+    """One line for each path option (``PATH_OPTIONS``, ``data.sources[i].path``) naming a missing local path."""
+    problems = []
+    values = [(key, get(config, key)) for key in PATH_OPTIONS]
+    for i, source in enumerate(get(config, "data.sources") or []):
+        values.append((f"data.sources[{i}].path", source.get("path") if isinstance(source, dict) else None))
+    for key, value in values:
+        if isinstance(value, str) and looks_local(value) and not Path(value).expanduser().exists():
+            problems.append(f"--{key} {value}: no such file or folder; check the path")
+    return problems
+
+
+def looks_local(value: str) -> bool:
+    """A path, not a Hub name (``name`` or ``owner/name``)."""
+    return value.startswith(("/", ".", "~", "\\")) or value.count("/") > 1 or "\\" in value
+
+
+def get(config: Any, key: str) -> Any:
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else getattr(config, part, None)
+        if config is None:
+            return None
+    return config
