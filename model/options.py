@@ -15,8 +15,6 @@ from typing import Any
 
 PARSER_KWARGS = {"allow_abbrev": False, "exit_on_error": False}
 UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)")
-# Options that name local files or folders (when they look like paths, not Hub names).
-PATH_OPTIONS = ("data.dialogsum", "data.enterprise")  # model.model: its load error names the option
 
 
 def one_line(message: str, parser: Any, subcommand: str | None) -> str:
@@ -55,11 +53,10 @@ def subcommand_parser(parser: Any, subcommand: str | None) -> Any:
 
 
 def path_problems(config: Any) -> list[str]:
-    """One line for each path option (``PATH_OPTIONS``, ``data.sources[i].path``) naming a missing local path."""
+    """One line for each data source whose local path is missing (``model.model``: its load error names it)."""
     problems = []
-    values = [(key, get(config, key)) for key in PATH_OPTIONS]
-    for i, source in enumerate(get(config, "data.sources") or []):
-        values.append((f"data.sources[{i}].path", source.get("path") if isinstance(source, dict) else None))
+    sources = get(config, "data.sources") or {}
+    values = [(f"data.sources.{name}.path", get(source, "path")) for name, source in sources.items()]
     for key, value in values:
         if isinstance(value, str) and looks_local(value) and not Path(value).expanduser().exists():
             problems.append(f"--{key} {value}: no such file or folder; check the path")
@@ -72,8 +69,13 @@ def looks_local(value: str) -> bool:
 
 
 def get(config: Any, key: str) -> Any:
+    """The value at a dotted key; ``data.x`` finds ``data.init_args.x`` of a class_path entry."""
     for part in key.split("."):
-        config = config.get(part) if isinstance(config, dict) else getattr(config, part, None)
-        if config is None:
+        step = config.get(part) if isinstance(config, dict) else getattr(config, part, None)
+        if step is None:
+            args = config.get("init_args") if isinstance(config, dict) else getattr(config, "init_args", None)
+            step = None if args is None else (args.get(part) if isinstance(args, dict) else getattr(args, part, None))
+        if step is None:
             return None
+        config = step
     return config

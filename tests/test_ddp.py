@@ -92,7 +92,7 @@ def callbacks_config(tmp_path: Path, probe: Path) -> Path:
 
 
 def ddp_strategy() -> str:
-    """The DDP strategy exactly as configs/phi2_qlora_ddp.yaml sets it, as a CLI value."""
+    """The DDP strategy exactly as configs/ddp.yaml sets it, as a CLI value."""
     return json.dumps(yaml.safe_load(DDP_CONFIG.read_text())["trainer"]["strategy"])
 
 

@@ -47,7 +47,7 @@ def run_command(subcommand: str, tiny_phi: str, run: Path, *extra: str):
             str(ROOT / "configs" / "tiny.yaml"),
             "--model.model",
             tiny_phi,
-            "--data.dialogsum",
+            "--data.sources.dialogsum.path",
             str(DIALOGSUM),
             "--trainer.logger.init_args.save_dir",
             str(run.parent.parent),
@@ -88,8 +88,7 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path):
         "--config",
         str(ROOT / "configs" / "tiny.yaml"),
         "--model.model=/nonexistent/model-folder",  # fails inside fit, after the logger made its folder
-        "--data.dialogsum=null",
-        f"--data.enterprise={ROOT / 'data' / 'enterprise'}",
+        f"--data.sources={{enterprise: {{path: {ROOT / 'data' / 'enterprise'}}}}}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
     ]
     with pytest.raises(SystemExit):
@@ -170,7 +169,7 @@ def test_an_untrusted_pickle_is_refused_in_one_line_without_running_it(tmp_path,
         ("--trainer.max_step=5", "unknown option --trainer.max_step; did you mean --trainer.max_steps?"),
         ("--data.batch_sise=5", "unknown option --data.batch_sise; did you mean --data.batch_size?"),
         ("--model.lora.r=x", "--model.lora.r: Expected a <class 'int'>"),
-        ("--data.enterprise=/no/such/folder", "--data.enterprise /no/such/folder: no such file or folder"),
+        ("--data.sources.dialogsum.path=/no/such/folder", "--data.sources.dialogsum.path /no/such/folder: no such file or folder"),
     ],
 )
 def test_a_bad_option_is_one_line_naming_the_real_one(option, expected, capsys):
