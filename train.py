@@ -18,6 +18,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 
 from callbacks.memory_advice import OutOfMemoryAdvice, memory_advice
 from callbacks.nan_guard import NanGuard, NonFiniteLossError
+from callbacks.phases import FitPhases
 from datamodules.dialogsum import DialogSumDataModule
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
@@ -75,7 +76,7 @@ def main(args: list[str] | None = None) -> SummarizationCLI:
             DialogSumDataModule,
             args=args,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [NanGuard(), oom]},  # on in every config
+            trainer_defaults={"callbacks": [NanGuard(), oom, FitPhases()]},  # on in every config
         )
     except (DataError, SourceError, ConfigError, CheckpointError, NonFiniteLossError) as err:
         sys.exit(f"error: {err}")
