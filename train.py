@@ -27,6 +27,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from callbacks.failed_start import RemoveFailedStart
 from callbacks.memory_advice import OutOfMemoryAdvice, memory_advice
 from callbacks.nan_guard import NanGuard, NonFiniteLossError
+from callbacks.phases import FitPhases
 from callbacks.predictions import PredictionWriter
 from callbacks.preemption import Preemption
 from callbacks.progress import add_default_progress
@@ -145,7 +146,7 @@ def main(args: list[str] | None = None) -> SummarizationCLI:
             save_config_kwargs={"overwrite": True},
             parser_kwargs=PARSER_KWARGS,  # no abbreviated options, no usage dump before an error
             trainer_defaults={  # on in every config
-                "callbacks": [NanGuard(), oom, Preemption(), PredictionWriter(), RemoveFailedStart()]
+                "callbacks": [NanGuard(), oom, FitPhases(), Preemption(), PredictionWriter(), RemoveFailedStart()]
             },
         )
     except (DataError, SourceError, ConfigError, CheckpointError, NonFiniteLossError) as err:

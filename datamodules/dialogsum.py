@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from functools import partial
+from typing import Literal
 
 import lightning as L
 import torch
@@ -22,6 +23,7 @@ from datamodules.batching import (
 from datamodules.encoding import PromptEncoder
 from datamodules.prompts import PromptFormat
 from datamodules.sources import Columns, DataError, DataSource, Example, load_split
+from datamodules.token_budget import AUTO, fit_to_memory
 from datamodules.tokenizer import load_tokenizer
 
 
@@ -47,7 +49,9 @@ class DialogSumDataModule(L.LightningDataModule):
         prompt: how a dialogue becomes a prompt.
         max_length: tokens per example; longer dialogues are cut, never their summaries.
         batch_size: examples per training batch (the most, with ``max_tokens``).
-        max_tokens: cap on padded tokens per batch; short batches then carry more rows.
+        max_tokens: cap on padded tokens per batch; short batches then carry more rows. ``auto``:
+            chosen from the GPU's free memory at start-up, with ``model.gradient_checkpointing: auto``
+            (``datamodules/token_budget.py``).
         eval_batch_size: examples per validation/test/predict batch (predict only, when packing).
         pack_length: pack several examples into rows of this many tokens: every training, validation
             and test batch is then ``[max_tokens // pack_length, pack_length]`` (``batch_size`` and
@@ -69,7 +73,7 @@ class DialogSumDataModule(L.LightningDataModule):
         prompt: PromptFormat | None = None,
         max_length: int = 512,
         batch_size: int = 8,
-        max_tokens: int | None = None,
+        max_tokens: int | Literal["auto"] | None = None,
         eval_batch_size: int = 16,
         group_batches: int = 64,
         pad_to_multiple_of: int = 8,
@@ -120,6 +124,8 @@ class DialogSumDataModule(L.LightningDataModule):
         return examples
 
     def setup(self, stage: str) -> None:
+        # Before the model loads: the token budget (and checkpointing) that fits the GPU, where set to auto.
+        self.max_tokens = fit_to_memory(self.trainer, self.max_tokens, self.pack_length or self.max_length)
         # Data first: a bad row fails here, before the tokenizer or any model weights load.
         for split in STAGE_SPLITS[stage]:
             if split not in self.examples:
@@ -219,7 +225,7 @@ def packing_problems(pack_length: int | None, max_tokens: int | None, max_length
             f"data.pack_length={pack_length} is shorter than data.max_length={max_length}, so an example may not fit "
             "a row; raise data.pack_length or lower data.max_length"
         )
-    if max_tokens is None or max_tokens < pack_length:
+    if max_tokens != AUTO and (max_tokens is None or max_tokens < pack_length):
         problems.append(
             f"data.max_tokens={max_tokens} with data.pack_length={pack_length}: a packed batch is "
             "max_tokens // pack_length rows; set data.max_tokens to a multiple of data.pack_length"

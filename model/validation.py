@@ -73,7 +73,7 @@ def config_problems(config: Any) -> list[str]:
         need(weight is None or weight >= 0, f"data.sources.{name}.weight", "must be >= 0 (0 leaves it out of training)")
     max_tokens = _get(config, "data.max_tokens")
     need(
-        max_tokens is None or max_length is None or max_tokens >= max_length,
+        not isinstance(max_tokens, int) or max_length is None or max_tokens >= max_length,  # or auto
         "data.max_tokens",
         f"must be >= data.max_length ({max_length}) so the longest example fits a batch, or null",
     )

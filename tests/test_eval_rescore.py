@@ -100,12 +100,13 @@ def test_bad_inputs_fail_in_one_line(report_path, tmp_path):
 def test_two_sources_get_their_own_tables_equal_to_scoring_each_alone():
     dialogsum = load_split(str(DIALOGSUM), "test", "dialogsum")[:4]
     enterprise = load_split(str(ROOT / "data" / "enterprise"), "test", "enterprise")[:3]
-    make = (
-        lambda examples: {  # noqa: E731
+
+    def make(examples):
+        return {
             "base": [e.dialogue.splitlines()[0] for e in examples],
             "fine_tuned": [" ".join(e.summaries[0].split()[:10]) for e in examples],
         }
-    )
+
     args = MetricArgs(metrics=["rouge", "bleu", "length"])
     both = {"title": "two sources", "settings": {"metric_args": asdict(args)}}
     add_scores(both, dialogsum + enterprise, {k: make(dialogsum)[k] + make(enterprise)[k] for k in MODELS}, args)

@@ -169,7 +169,10 @@ def test_an_untrusted_pickle_is_refused_in_one_line_without_running_it(tmp_path,
         ("--trainer.max_step=5", "unknown option --trainer.max_step; did you mean --trainer.max_steps?"),
         ("--data.batch_sise=5", "unknown option --data.batch_sise; did you mean --data.batch_size?"),
         ("--model.lora.r=x", "--model.lora.r: Expected a <class 'int'>"),
-        ("--data.sources.dialogsum.path=/no/such/folder", "--data.sources.dialogsum.path /no/such/folder: no such file or folder"),
+        (
+            "--data.sources.dialogsum.path=/no/such/folder",
+            "--data.sources.dialogsum.path /no/such/folder: no such file or folder",
+        ),
     ],
 )
 def test_a_bad_option_is_one_line_naming_the_real_one(option, expected, capsys):
