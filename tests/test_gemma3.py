@@ -136,3 +136,33 @@ def test_real_gemma3_270m_prompts_and_summaries_end_its_turn():
         hidden = model.get_decoder()(input_ids=torch.tensor([encoded.input_ids]), use_cache=False).last_hidden_state
         loss = target_token_loss(hidden, torch.tensor([encoded.labels]), model.get_output_embeddings(), 1024)
     assert loss < 5.0, loss  # the pretrained base reads the summary far better than chance (ln 262,144 = 12.5)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_rows_keep_gemma3s_sliding_window(tiny_gemma, attn):
+    from test_packing import build, packed_batch
+
+    from datamodules.batching import collate
+    from datamodules.encoding import PromptEncoder
+    from datamodules.prompts import PromptFormat
+    from datamodules.sources import load_split
+    from datamodules.tokenizer import load_tokenizer
+    from model.loss import target_token_loss
+    from model.module import document_mask
+
+    tokenizer = load_tokenizer(tiny_gemma)
+    encoder = PromptEncoder(tokenizer, PromptFormat(), max_length=128)  # examples longer than the 32-token window
+    rows = load_split(str(DIALOGSUM), "validation", "dialogsum")[:9]
+    examples = [vars(encoder.encode(r.dialogue, r.summary)) for r in rows]
+    module = build(tiny_gemma, dtype="float32", attn_implementation=attn)
+    batch = packed_batch(examples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        packed = module.model_step(batch)
+        padded = module.model_step(collate(examples, tokenizer.pad_token_id))
+        masks = document_mask(module.decoder.config, batch["seq_ids"], torch.float32)
+        no_window = module.decoder(  # every layer given the full-attention document mask
+            input_ids=batch["input_ids"], attention_mask=masks["full_attention"], position_ids=batch["position_ids"]
+        ).last_hidden_state
+        no_window = target_token_loss(no_window, batch["labels"], module.head)
+    assert torch.allclose(packed, padded, rtol=1e-5), (packed, padded)
+    assert not torch.allclose(no_window, padded, rtol=1e-4)  # the sliding layer's window changes the loss
