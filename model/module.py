@@ -297,7 +297,10 @@ def document_mask(config, seq_ids: torch.Tensor, dtype: torch.dtype):
     it skips the blocks between documents; it is built here rather than by transformers, whose
     ``create_block_mask(_compile=True)`` breaks a whole-model graph. The others get transformers'
     own masks: boolean ``(batch, 1, L, L)`` for ``sdpa``, additive float for ``eager``, and None for
-    ``flash_attention_*``, which find the documents from the ``position_ids``.
+    ``flash_attention_*``, which find the documents from the ``position_ids``. A model with
+    sliding-window layers (Gemma 3) gets one mask per layer type, ``{"full_attention": ...,
+    "sliding_attention": ...}``, which its decoder takes as it is; the sliding one also keeps each
+    token to the last ``config.sliding_window`` positions.
     """
     from torch.nn.attention.flex_attention import create_block_mask
     from transformers.masking_utils import (
@@ -305,15 +308,25 @@ def document_mask(config, seq_ids: torch.Tensor, dtype: torch.dtype):
         and_masks,
         causal_mask_function,
         packed_sequence_mask_function,
+        sliding_window_overlay,
     )
 
     batch, length = seq_ids.shape
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
     if config._attn_implementation == "flex_attention":
 
         def same_document(b, h, q, k):
             return (q >= k) & (seq_ids[b, q] == seq_ids[b, k])
 
-        return create_block_mask(same_document, batch, None, length, length, device=seq_ids.device)
+        def same_document_window(b, h, q, k):
+            return same_document(b, h, q, k) & (k > q - config.sliding_window)
+
+        def block(mask_mod):
+            return create_block_mask(mask_mod, batch, None, length, length, device=seq_ids.device)
+
+        if kinds == {"full_attention"}:
+            return block(same_document)
+        return {"full_attention": block(same_document), "sliding_attention": block(same_document_window)}
     try:
         build = ALL_MASK_ATTENTION_FUNCTIONS[config._attn_implementation]
     except KeyError:
@@ -321,13 +334,21 @@ def document_mask(config, seq_ids: torch.Tensor, dtype: torch.dtype):
             f"model.attn_implementation={config._attn_implementation!r} has no attention mask for packed rows; "
             f"use one of {', '.join(ALL_MASK_ATTENTION_FUNCTIONS)}, or set data.pack_length null"
         ) from None
-    return build(
-        batch_size=batch,
-        q_length=length,
-        kv_length=length,
-        mask_function=and_masks(causal_mask_function, packed_sequence_mask_function(seq_ids)),
-        allow_is_causal_skip=False,
-        dtype=dtype,
-        device=seq_ids.device,
-        config=config,
-    )
+
+    def mask(mask_function):
+        return build(
+            batch_size=batch,
+            q_length=length,
+            kv_length=length,
+            mask_function=mask_function,
+            allow_is_causal_skip=False,
+            dtype=dtype,
+            device=seq_ids.device,
+            config=config,
+        )
+
+    same_document = and_masks(causal_mask_function, packed_sequence_mask_function(seq_ids))
+    if kinds == {"full_attention"}:
+        return mask(same_document)
+    window = and_masks(same_document, sliding_window_overlay(config.sliding_window))
+    return {"full_attention": mask(same_document), "sliding_attention": mask(window)}
