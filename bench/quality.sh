@@ -35,7 +35,7 @@ if ! ls logs/$name/version_*/adapter/adapter_config.json >/dev/null 2>&1; then
   resume=()
   ls logs/$name/version_*/checkpoints/*.ckpt >/dev/null 2>&1 && resume=(--ckpt_path last)
   start=$(date +%s)
-  python train.py fit "${configs[@]}" --model.model $folder --data.dialogsum "$data" \
+  python train.py fit "${configs[@]}" --model.model $folder --data.sources.dialogsum.path "$data" \
     --trainer.logger.init_args.name $name --trainer.enable_progress_bar false "${resume[@]}" 2>&1 |
     tee -a "$out/$name/run.log"
   echo "fit took $(( $(date +%s) - start )) s" | tee -a "$out/$name/run.log"
@@ -60,11 +60,11 @@ target.write_text(json.dumps(fit, indent=1) + "\n")
 print(fit)
 EOF
 [ -f "$out/$name/calibration/calibration.json" ] || python -m eval.calibrate --config "$run/config.yaml" \
-  --adapter "$run/adapter" --dialogsum "$data" --enterprise none --no_progress --out "$out/$name/calibration"
+  --adapter "$run/adapter" --data.sources "{dialogsum: {path: $data}}" --no_progress --out "$out/$name/calibration"
 bias=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['stop_bias'])" "$out/$name/calibration/calibration.json")
 evaluate() {  # $1: stop_bias, $2: report folder
   [ -f "$out/$name/$2/report.json" ] || python -m eval --config "$run/config.yaml" --adapter "$run/adapter" \
-    --dialogsum "$data" --stop_bias "$1" --metrics rouge,bleu,meteor,length --references mean --no_progress \
+    --model.stop_bias "$1" --metrics rouge,bleu,meteor,length --references mean --no_progress \
     --out "$out/$name/$2"
 }
 evaluate "$bias" eval_test_mean

@@ -32,7 +32,7 @@ cp "$run"/*.png "$run/config.yaml" "$run"/events.out.tfevents.* "$out/$name/" 2>
 bias=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['stop_bias'])" "$out/$name/calibration/calibration.json")
 evaluate() {  # $1: stop_bias, $2: report folder
   [ -f "$out/$name/$2/report.json" ] || python -m eval --config "$run/config.yaml" --adapter "$run/adapter" \
-    --data.sources "{dialogsum: {path: $data}}" --model.stop_bias "$1" --metrics "$metrics" --no_progress --out "$out/$name/$2"
+    --model.stop_bias "$1" --metrics "$metrics" --no_progress --out "$out/$name/$2"
 }
 evaluate "$bias" eval_test
 evaluate 0 eval_test_bias0
