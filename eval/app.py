@@ -139,14 +139,14 @@ def summarize_tab(model: AppModel, examples: list[DemoExample]) -> None:
         return facts_note(facts) if facts else ""
 
     def summarize(text: str, bias: float, tokens: float):
-        problem = model.check(text)
-        if problem:
-            return f"**{problem}**", "", "", "", ""
+        check = model.check(text)
+        if check.refused:
+            return f"**{check.message}**", "", "", "", ""
         result = model.summarize(text, int(tokens), float(bias))
         facts = facts_by_dialogue.get(text.strip())
         stats = lambda summary, seconds: f"{len(summary.split())} words · {seconds:.1f} s"  # noqa: E731
         return (
-            "",
+            check.message,
             summary_html(result.base, facts),
             stats(result.base, result.base_s),
             summary_html(result.fine_tuned, facts),
@@ -174,8 +174,15 @@ def report_tab(model: AppModel, report: dict | None, report_path: Path | None) -
             source = gr.Dropdown(sources(rows), value=ALL_SOURCES, label="Source", elem_id="report-source")
             sort_by = gr.Dropdown(sort_choices(rows), value="id", label="Sort by", elem_id="report-sort")
             descending = gr.Checkbox(label="Highest first", value=False)
+        widths = [110, 100, 280, 280, 280] + [90] * (len(rows.columns) - 5)  # the summaries get the room
         table = gr.Dataframe(
-            rows, wrap=True, interactive=False, max_height=600, elem_id="report-table", show_search="search"
+            rows,
+            wrap=True,
+            interactive=False,
+            max_height=600,
+            column_widths=widths,
+            elem_id="report-table",
+            show_search="search",
         )
         for control in (source, sort_by, descending):
             control.change(lambda *a: select_rows(rows, *a), [source, sort_by, descending], table)

@@ -7,6 +7,7 @@ touches it alone. Nothing here imports Gradio.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,28 +61,36 @@ def locate_weights(path: str) -> tuple[str | None, str | None]:
     )
 
 
-def check_dialogue(dialogue: str, encoder) -> str | None:
-    """Why the conversation can't be summarized as given (a sentence for the page), or None when it can.
+@dataclass
+class InputCheck:
+    """What the page says about a conversation before summarizing it: nothing, a note, or a refusal."""
+
+    message: str = ""
+    refused: bool = False
+
+
+def check_dialogue(dialogue: str, encoder) -> InputCheck:
+    """Refuse an empty conversation or one far longer than the run's prompts; note one that will be cut.
+
+    A conversation somewhat over the prompt's room is summarized as training and ``python -m eval``
+    saw such dialogues: cut at the end. One over twice the room is refused: most of it would be lost.
 
     Args:
         dialogue: the text from the page.
         encoder: the run's ``PromptEncoder`` (its ``max_length`` bounds the prompt, as in training).
     """
     if not dialogue or not dialogue.strip():
-        return "Paste a conversation first: the text box is empty."
+        return InputCheck("Paste a conversation first: the text box is empty.", refused=True)
     room = encoder.max_length - len(encoder.prompt_ids("")[0])
+    where = f"this run's prompts hold {room} (data.max_length {encoder.max_length} less the instruction)"
     if len(dialogue) > CHARS_PER_TOKEN * encoder.max_length:
-        return (
-            f"The conversation is too long: {len(dialogue):,} characters, where this run's prompts hold "
-            f"{room} tokens (data.max_length {encoder.max_length}). Shorten it."
-        )
+        return InputCheck(f"The conversation is too long: {len(dialogue):,} characters; {where}. Shorten it.", True)
     tokens = len(encoder.tokenizer(dialogue.strip(), add_special_tokens=False)["input_ids"])
+    if tokens > 2 * room:
+        return InputCheck(f"The conversation is too long: {tokens:,} tokens; {where}. Shorten it.", refused=True)
     if tokens > room:
-        return (
-            f"The conversation is too long: {tokens:,} tokens, where this run's prompts hold {room} "
-            f"(data.max_length {encoder.max_length} less the instruction). Shorten it; it would be cut."
-        )
-    return None
+        return InputCheck(f"The conversation is {tokens:,} tokens; {where}, so its last {tokens - room} were cut.")
+    return InputCheck()
 
 
 class AppModel:
@@ -135,7 +144,7 @@ class AppModel:
     def load_s(self) -> float:
         return self.loaded.timings.get("load_s", 0.0)
 
-    def check(self, dialogue: str) -> str | None:
+    def check(self, dialogue: str) -> InputCheck:
         """See :func:`check_dialogue`."""
         return check_dialogue(dialogue, self.loaded.encoder)
 
@@ -150,24 +159,26 @@ class AppModel:
         return Summaries(base[0], tuned[0], timings["base_generate_s"], timings["tuned_generate_s"])
 
     def examples(self, plain: int = 3, stress: int = 4) -> list[DemoExample]:
-        """Conversations to click: enterprise test dialogues, then stress scenarios of different categories."""
-        return demo_examples(self.run, plain, stress)
+        """Conversations to click that fit the run's prompts whole: enterprise test dialogues, then stress scenarios."""
+        return demo_examples(self.run, lambda text: not self.check(text).message, plain, stress)
 
 
-def demo_examples(run: Run, plain: int = 3, stress: int = 4) -> list[DemoExample]:
+def demo_examples(run: Run, fits: Callable[[str], bool], plain: int = 3, stress: int = 4) -> list[DemoExample]:
     """The first ``plain`` bundled enterprise test dialogues and the first stress scenario of ``stress`` categories.
 
     Args:
         run: the run (its stress set, else the bundled one).
+        fits: whether a dialogue may be shown (e.g. fits the prompt uncut).
         plain: enterprise test dialogues.
         stress: stress scenarios, one per category.
     """
-    enterprise = load_split(str(BUNDLED_ENTERPRISE), "test", "enterprise")[:plain]
-    chosen = [DemoExample(e.topic or e.id, e.dialogue) for e in enterprise]
+    enterprise = [e for e in load_split(str(BUNDLED_ENTERPRISE), "test", "enterprise") if fits(e.dialogue)]
+    chosen = [DemoExample(e.topic or e.id, e.dialogue) for e in enterprise[:plain]]
     path = default_stress_path(run)
     by_category: dict[str, Example] = {}
     for example in read_stress(path) if path else []:
-        by_category.setdefault((example.extra or {}).get("category", ""), example)
+        if fits(example.dialogue):
+            by_category.setdefault((example.extra or {}).get("category", ""), example)
     for category, example in list(by_category.items())[:stress]:
         extra = example.extra or {}
         facts = Facts(extra.get("must_state", []), extra.get("must_not_state", []))
