@@ -34,7 +34,7 @@ def summary_html(summary: str, facts: Facts | None = None) -> str:
     if not summary.strip():
         return '<div class="summary"><em>(empty summary)</em></div>'
     if facts is None:
-        return f'<div class="summary">{html.escape(summary)}</div>'
+        return f'<div class="summary">{html.escape(summary, quote=False)}</div>'
     verdict = check_summary(summary, facts.must_state, facts.must_not_state)
     stated = [fact for fact in facts.must_state if fact not in verdict.missing]
     spans = [(start, end, STATED) for start, end in fact_spans(summary, stated)]
@@ -46,7 +46,8 @@ def summary_html(summary: str, facts: Facts | None = None) -> str:
         ("ok", f"leaves out superseded {forms(f)}") for f in facts.must_not_state if f not in verdict.stated_wrongly
     ]
     items = "".join(
-        f'<li class="check-{kind}">{"✓" if kind == "ok" else "✗"} {html.escape(text)}</li>' for kind, text in checks
+        f'<li class="check-{kind}">{"✓" if kind == "ok" else "✗"} {html.escape(text, quote=False)}</li>'
+        for kind, text in checks
     )
     result = "passes" if verdict.passed else "fails"
     return (
@@ -86,10 +87,10 @@ def marked(summary: str, spans: list[tuple[int, int, str]]) -> str:
     for start, end, kind in sorted(spans):
         if start < at:
             continue
-        out.append(html.escape(summary[at:start]))
-        out.append(f'<mark class="{kind}" style="{STYLES[kind]}">{html.escape(summary[start:end])}</mark>')
+        out.append(html.escape(summary[at:start], quote=False))
+        out.append(f'<mark class="{kind}" style="{STYLES[kind]}">{html.escape(summary[start:end], quote=False)}</mark>')
         at = end
-    out.append(html.escape(summary[at:]))
+    out.append(html.escape(summary[at:], quote=False))
     return "".join(out)
 
 
