@@ -23,6 +23,7 @@ from pathlib import Path
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from eval.app_model import AppModel, DemoExample
+from eval.arguments import DECODERS
 from eval.fact_marks import STYLES, facts_note, summary_html
 from eval.report_browser import (
     ALL_SOURCES,
@@ -53,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base_model", help="replaces model.model: the base model's folder or Hub name here")
     p.add_argument("--report", help="report.json of python -m eval for the report tab (default: newest in <run>/eval)")
     p.add_argument("--weights", default="dense", choices=("dense", "4bit"), help="dense: dequantized once (fast)")
-    p.add_argument("--decoder", default="auto", help="auto (CUDA graphs on a GPU), generate, static, compiled, graphed")
+    p.add_argument("--decoder", default="auto", choices=DECODERS, help="auto (default): CUDA graphs on a GPU")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")

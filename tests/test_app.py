@@ -140,3 +140,12 @@ def test_unreadable_reports_say_what_is_wrong(tmp_path):
     del row["fine_tuned"]
     with pytest.raises(ReportError, match="row 1 lacks fine_tuned"):
         read_report(write_report(tmp_path / "r.json", [row]))
+
+
+def test_a_bad_run_or_report_stops_the_app_before_the_model_loads(tmp_path):
+    from eval.app import main
+
+    with pytest.raises(SystemExit, match="--report .*missing.json: file not found"):
+        main([str(tmp_path), "--report", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit, match="not a checkpoint, an adapter folder"):
+        main([str(tmp_path)])
