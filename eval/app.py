@@ -23,7 +23,7 @@ from pathlib import Path
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from eval.app_model import AppModel, DemoExample
-from eval.arguments import DECODERS
+from eval.arguments import DECODERS, parse_with_overrides
 from eval.fact_marks import STYLES, facts_note, summary_html
 from eval.report_browser import (
     ALL_SOURCES,
@@ -47,11 +47,13 @@ CSS = "".join(f".{kind}{{{style};border-radius:3px;padding:0 2px}}" for kind, st
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m eval.app",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     p.add_argument("run", help="a run folder, its adapter folder, or a Lightning checkpoint")
     p.add_argument("--config", help="the run's config.yaml (default: the one beside the weights)")
-    p.add_argument("--base_model", help="replaces model.model: the base model's folder or Hub name here")
     p.add_argument("--report", help="report.json of python -m eval for the report tab (default: newest in <run>/eval)")
     p.add_argument("--weights", default="dense", choices=("dense", "4bit"), help="dense: dequantized once (fast)")
     p.add_argument("--decoder", default="auto", choices=DECODERS, help="auto (default): CUDA graphs on a GPU")
@@ -63,13 +65,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Check the report, load the model once, and serve the page until interrupted."""
-    args = parser().parse_args(argv)
+    args = parse_with_overrides(parser(), argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline machines: no usage pings
     try:
         report_path = Path(args.report) if args.report else None
         report = read_report(report_path) if report_path else None  # a bad report fails before the model loads
         print("loading the model...", file=sys.stderr)
-        model = AppModel.load(args.run, args.config, args.base_model, args.weights, args.device, args.decoder)
+        model = AppModel.load(args.run, args.config, args.overrides, args.weights, args.device, args.decoder)
         if report_path is None and (report_path := find_report(model.run_dir)):
             report = read_report(report_path)
         examples = model.examples()

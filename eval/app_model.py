@@ -11,13 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.sources import Example, load_split
+from datamodules.sources import Example, has_split, load_split
 from datamodules.tokenizer import SourceError
 from eval.fact_marks import Facts
-from eval.runner import BUNDLED_STRESS, LoadedModel, Run, default_stress_path, find_run, generate_pair, load_model
+from eval.runner import LoadedModel, Run, find_run, generate_pair, load_model, stress_files
 from eval.stress import read_stress
 
-BUNDLED_ENTERPRISE = BUNDLED_STRESS.parent
 CHARS_PER_TOKEN = 20  # far more than any tokenizer packs: longer text is refused before it is tokenized
 
 
@@ -107,7 +106,7 @@ class AppModel:
         cls,
         path: str,
         config: str | None = None,
-        base_model: str | None = None,
+        overrides: list[str] = (),
         weights: str = "dense",
         device: str = "auto",
         decoder: str = "auto",
@@ -117,7 +116,7 @@ class AppModel:
         Args:
             path: see :func:`locate_weights`.
             config: the run's config.yaml (default: the one beside the weights).
-            base_model: replaces ``model.model``.
+            overrides: run options in training syntax (``--model.model <base folder here>``).
             weights: ``dense`` or ``4bit`` (``eval.runner.load_model``; ``merged`` can't go back to the base).
             device: ``auto``, ``cpu`` or ``cuda``.
             decoder: ``model.generation.DECODERS``; ``auto`` is the CUDA-graph one on a GPU.
@@ -125,8 +124,8 @@ class AppModel:
         if weights == "merged":
             raise SourceError("--weights merged folds the adapter in for good; the demo needs dense or 4bit")
         ckpt_path, adapter = locate_weights(path)
-        run = find_run(config, ckpt_path, adapter)
-        return cls(run, load_model(run, base_model, weights, device), decoder)
+        run = find_run(config, ckpt_path, adapter, overrides)
+        return cls(run, load_model(run, weights, device), decoder)
 
     @property
     def run_dir(self) -> Path:
@@ -164,19 +163,19 @@ class AppModel:
 
 
 def demo_examples(run: Run, fits: Callable[[str], bool], plain: int = 3, stress: int = 4) -> list[DemoExample]:
-    """The first ``plain`` bundled enterprise test dialogues and the first stress scenario of ``stress`` categories.
+    """The first ``plain`` test dialogues of the run's local sources and the first stress scenario of ``stress`` categories.
 
     Args:
-        run: the run (its stress set, else the bundled one).
+        run: the run (its sources' test and stress splits).
         fits: whether a dialogue may be shown (e.g. fits the prompt uncut).
-        plain: enterprise test dialogues.
+        plain: test dialogues.
         stress: stress scenarios, one per category.
     """
-    enterprise = [e for e in load_split(str(BUNDLED_ENTERPRISE), "test", "enterprise") if fits(e.dialogue)]
-    chosen = [DemoExample(e.topic or e.id, e.dialogue) for e in enterprise[:plain]]
-    path = default_stress_path(run)
+    local = [(n, s) for n, s in run.data.sources.items() if has_split(s, "test") and has_split(s, "stress")]
+    tests = [e for name, source in local for e in load_split(source, "test", name) if fits(e.dialogue)]
+    chosen = [DemoExample(e.topic or e.id, e.dialogue) for e in tests[:plain]]
     by_category: dict[str, Example] = {}
-    for example in read_stress(path) if path else []:
+    for example in [e for path in stress_files(run.data) for e in read_stress(path)]:
         if fits(example.dialogue):
             by_category.setdefault((example.extra or {}).get("category", ""), example)
     for category, example in list(by_category.items())[:stress]:
