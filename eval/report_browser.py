@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval.reports import MODELS, SAMPLE_SCORES, TITLES, metrics_table
+from eval.metrics import score_of
+from eval.reports import MODELS, metrics_table
 
 ALL_SOURCES = "all sources"
 CURVE = "learning_curve.png"  # drawn by callbacks.losses.LossCurves in the run's log folder
@@ -51,7 +52,7 @@ def read_report(path: str | Path) -> dict:
 
 def score_column(model: str, score: str) -> str:
     """A score's column title: ``Fine-tuned ROUGE-L``."""
-    return f"{MODELS[model]} {TITLES[score]}"
+    return f"{MODELS[model]} {score_of(score).title}"
 
 
 def report_rows(report: dict) -> pd.DataFrame:
@@ -66,9 +67,9 @@ def report_rows(report: dict) -> pd.DataFrame:
         record.update({title: row[key] for key, title in MODELS.items()})
         for key in MODELS:
             scores = (row.get("scores") or {}).get(key, {})
-            for name in SAMPLE_SCORES:
-                if name in scores:
-                    record[score_column(key, name)] = round(scores[name], 3 if name == "length_ratio" else 1)
+            for name, value in scores.items():
+                if shown(name):
+                    record[score_column(key, name)] = round(value, 3 if name == "length_ratio" else 1)
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -80,7 +81,13 @@ def sources(rows: pd.DataFrame) -> list[str]:
 
 def sort_choices(rows: pd.DataFrame) -> list[str]:
     """The columns worth sorting by: the id and every score column."""
-    return ["id", *(c for c in rows.columns if any(c.endswith(TITLES[n]) for n in SAMPLE_SCORES))]
+    fixed = {"id", "source", "Human", *MODELS.values()}
+    return ["id", *(c for c in rows.columns if c not in fixed)]
+
+
+def shown(name: str) -> bool:
+    """Whether the registry shows this per-example score beside the summaries."""
+    return score_of(name).in_samples
 
 
 def select_rows(rows: pd.DataFrame, source: str = ALL_SOURCES, sort_by: str = "id", descending: bool = False):

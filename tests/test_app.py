@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from datamodules.encoding import PromptEncoder
 from datamodules.prompts import PromptFormat
@@ -83,7 +84,10 @@ def test_the_weights_are_found_from_a_run_folder_adapter_or_checkpoint(tmp_path)
 
 
 def test_examples_include_stress_scenarios_with_their_facts_and_skip_what_does_not_fit():
-    run = Run(config={}, config_path=Path("config.yaml"))
+    from datamodules.dialogsum import DialogSumDataModule
+
+    data = DialogSumDataModule(sources={"enterprise": str(ROOT / "data" / "enterprise")})
+    run = Run(Path("config.yaml"), module=None, data=data)
     examples = demo_examples(run, fits=lambda text: True, plain=2, stress=3)
     assert [e.facts is None for e in examples] == [True, True, False, False, False]
     assert len({e.label for e in examples[2:]}) == 3 and all(e.label.startswith("stress: ") for e in examples[2:])
