@@ -128,6 +128,7 @@ def rebuild(config: Path, overrides: list[str] = ()) -> tuple[L.LightningModule,
         args=["--config", str(BASE_CONFIG), "--config", yaml.safe_dump(saved), *overrides],
         run=False,
         save_config_callback=None,
+        parser_kwargs=PARSER_KWARGS,
     )
     return cli.model, cli.datamodule
 

@@ -68,9 +68,13 @@ def write_config(folder: Path, every: int) -> Path:
     import yaml
 
     config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    # The callbacks train.py takes from configs/base.yaml, with the checkpoint cadence of this benchmark.
+    config["trainer"]["callbacks"] = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["trainer"][
+        "callbacks"
+    ]
     for callback in config["trainer"]["callbacks"]:
         if isinstance(callback, dict) and callback["class_path"].endswith("ModelCheckpoint"):
-            callback["init_args"].update(every_n_train_steps=every, save_top_k=-1, save_last=True)
+            callback["init_args"] = {"every_n_train_steps": every, "save_top_k": -1, "save_last": True}
     path = folder / "kill_resume.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

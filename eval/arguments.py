@@ -81,13 +81,13 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
     for i, token in enumerate(rest):
         name = token.split("=", 1)[0]
         if name in RENAMED:
-            parser.exit(2, f"error: {name} was removed; give {RENAMED[name]} (the training syntax)\n")
+            raise SystemExit(f"error: {name} was removed; give {RENAMED[name]} (the training syntax)")
         if name.startswith(OVERRIDE_PREFIXES):
             overrides.append(token)
         elif token.startswith("-"):
-            parser.exit(2, f"error: unknown option {token}; see {parser.prog} --help\n")
+            raise SystemExit(f"error: unknown option {token}; see {parser.prog} --help")
         elif not (i > 0 and rest[i - 1].startswith(OVERRIDE_PREFIXES) and "=" not in rest[i - 1]):
-            parser.exit(2, f"error: unexpected argument {token!r}; see {parser.prog} --help\n")
+            raise SystemExit(f"error: unexpected argument {token!r}; see {parser.prog} --help")
         else:
             overrides.append(token)
     args.overrides = overrides

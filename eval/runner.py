@@ -89,9 +89,13 @@ def find_run(
         raise SourceError(f"--config {config}: file not found")
     if ckpt_path == "last":
         ckpt_path = str(newest_last_checkpoint(yaml.safe_load(path.read_text()) or {}, path))
+    from model.validation import ConfigError
     from train import rebuild
 
-    module, data = rebuild(path, list(overrides))
+    try:
+        module, data = rebuild(path, list(overrides))
+    except ConfigError as err:  # a bad option or a missing path, said in one line
+        raise SourceError(str(err)) from None
     return Run(path, module, data, Path(ckpt_path) if ckpt_path else None, Path(adapter) if adapter else None)
 
 

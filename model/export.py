@@ -44,7 +44,11 @@ def export(source: str | Path, out: str | Path, keep_adapter: bool = False, base
 
     out = Path(out)
     ckpt, adapter = weights_of(Path(source))
-    loaded = load_model(find_run(None, ckpt, adapter), base_model, weights="dense", device="cpu")
+    loaded = load_model(
+        find_run(None, ckpt, adapter, ["--model.model", base_model] if base_model else []),
+        weights="dense",
+        device="cpu",
+    )
     module, tokenizer = loaded.module, loaded.tokenizer
     stops = stop_ids(module.model, tokenizer)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,13 +38,40 @@ def one_line(message: str, parser: Any, subcommand: str | None) -> str:
         command = f"python train.py {subcommand} --help" if subcommand else "python train.py --help"
         return "; ".join(lines) + f" ({command} lists every option)"
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    key = re.search(r'Parser key "([^"]+)"', message)
-    detail = [line for line in lines if line.startswith(("Expected", "Got", "- Expected"))]
-    if key and detail:
-        inner = re.findall(r'Parser key "([^"]+)"', message)
-        option = key.group(1) + ("." + inner[-1] if len(inner) > 1 and inner[-1] != key.group(1) else "")
-        return f"--{option}: {detail[0].lstrip('- ')}"
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    refused = re.search(r"Option '([^']+)' is not accepted", message)
+    if keys and refused:  # an init argument a class_path entry (model, data) does not take
+        option = f"--{keys[0]}.{refused.group(1)}"
+        prefix = f"--{keys[0]}.init_args."
+        names = [o.replace(".init_args.", ".", 1) for a in (sub or parser)._actions for o in a.option_strings]
+        names += [f"--{keys[0]}.{o[len(prefix):]}" for a in (sub or parser)._actions for o in a.option_strings
+                  if o.startswith(prefix)]  # fmt: skip
+        names += [f"--{keys[0]}.{name}" for name in init_names(sub or parser, keys[0])]
+        close = difflib.get_close_matches(option, names, n=1, cutoff=0.6)
+        return f"unknown option {option}" + (f"; did you mean {close[0]}?" if close else "")
+    detail = [line.lstrip("- ") for line in lines if line.lstrip("- ").startswith(("Expected", "Got"))]
+    detail = [line for line in detail if "NoneType" not in line] or detail
+    if keys and detail:
+        return f"--{'.'.join(dict.fromkeys(keys))}: {detail[0]}"
     return " ".join(lines)
+
+
+def init_names(parser: Any, key: str) -> list[str]:
+    """The ``__init__`` argument names of the class a subclass-mode entry (``model``, ``data``) defaults to."""
+    import inspect
+
+    for action in parser._actions:
+        if action.dest == key:
+            for base in (
+                getattr(action, "_typehint", None).__args__
+                if hasattr(getattr(action, "_typehint", None), "__args__")
+                else ()
+            ):
+                if isinstance(base, type) and base is not type(None):
+                    return [
+                        n for n in inspect.signature(base.__init__).parameters if n not in ("self", "args", "kwargs")
+                    ]
+    return []
 
 
 def subcommand_parser(parser: Any, subcommand: str | None) -> Any:

@@ -102,7 +102,7 @@ def test_a_yaml_source_with_other_column_names_trains_and_is_reported_by_name(re
 def test_an_outside_metric_is_scored_for_both_models_by_its_name(reports):
     plain, _ = reports
     for model in ("base", "fine_tuned"):
-        assert plain["metrics"][model]["exact_match"] == 0.0  # 8 tokens never equal a human summary
+        assert plain["metrics"][model]["exact_summary"] == 0.0  # 8 tokens never equal a human summary
     assert "my_lab.metrics:exact_match" in plain["settings"]["metric_args"]["metrics"]
 
 

@@ -61,7 +61,7 @@ def test_without_cuda_auto_keeps_the_measured_default(caplog, tiny_phi):
     from tests.conftest import DIALOGSUM
 
     data = DialogSumDataModule(
-        tokenizer=tiny_phi, dialogsum=str(DIALOGSUM), enterprise=None, train_limit=50, val_limit=8,
+        tokenizer=tiny_phi, sources={"dialogsum": str(DIALOGSUM)}, train_limit=50, val_limit=8,
         max_tokens=AUTO, pack_length=PACK,
     )  # fmt: skip
     with caplog.at_level(logging.INFO):
