@@ -93,7 +93,7 @@ def load_split(source: DataSource | str, split: str, name: str) -> list[Example]
         return read_file(path, name, source.columns)
     if path.is_file():
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(DATA_SUFFIXES)}")
-    if _looks_local(source.path):
+    if looks_local(source.path):
         raise DataError(f"{path}: no such folder or file; check data.sources.{name}.path")
     return _load_from_hub(source, split, name)
 
@@ -104,7 +104,7 @@ def has_split(source: DataSource, split: str) -> bool:
     return path.is_dir() and any(split_tokens(p) & set(SPLIT_ALIASES[split]) for p in data_files(path))
 
 
-def _looks_local(source: str) -> bool:
+def looks_local(source: str) -> bool:
     """A path, not a Hub name: Hub names are ``name`` or ``owner/name``, never absolute or relative."""
     return source.startswith(("/", ".", "~", "\\")) or source.count("/") > 1 or "\\" in source
 

@@ -13,6 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from datamodules.sources import looks_local
+from model.validation import config_value
+
 PARSER_KWARGS = {"allow_abbrev": False, "exit_on_error": False}
 UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)")
 
@@ -42,11 +45,8 @@ def one_line(message: str, parser: Any, subcommand: str | None) -> str:
     refused = re.search(r"Option '([^']+)' is not accepted", message)
     if keys and refused:  # an init argument a class_path entry (model, data) does not take
         option = f"--{keys[0]}.{refused.group(1)}"
-        prefix = f"--{keys[0]}.init_args."
-        names = [o.replace(".init_args.", ".", 1) for a in (sub or parser)._actions for o in a.option_strings]
-        names += [f"--{keys[0]}.{o[len(prefix):]}" for a in (sub or parser)._actions for o in a.option_strings
-                  if o.startswith(prefix)]  # fmt: skip
-        names += [f"--{keys[0]}.{name}" for name in init_names(sub or parser, keys[0])]
+        given = re.search(r"given class_path '([^']+)'", message)
+        names = [f"--{keys[0]}.{name}" for name in init_names(given.group(1))] if given else []
         close = difflib.get_close_matches(option, names, n=1, cutoff=0.6)
         return f"unknown option {option}" + (f"; did you mean {close[0]}?" if close else "")
     detail = [line.lstrip("- ") for line in lines if line.lstrip("- ").startswith(("Expected", "Got"))]
@@ -56,22 +56,15 @@ def one_line(message: str, parser: Any, subcommand: str | None) -> str:
     return " ".join(lines)
 
 
-def init_names(parser: Any, key: str) -> list[str]:
-    """The ``__init__`` argument names of the class a subclass-mode entry (``model``, ``data``) defaults to."""
+def init_names(class_path: str) -> list[str]:
+    """The ``__init__`` argument names of a class and the classes it extends (a subclass passes ``**kwargs`` on)."""
+    import importlib
     import inspect
 
-    for action in parser._actions:
-        if action.dest == key:
-            for base in (
-                getattr(action, "_typehint", None).__args__
-                if hasattr(getattr(action, "_typehint", None), "__args__")
-                else ()
-            ):
-                if isinstance(base, type) and base is not type(None):
-                    return [
-                        n for n in inspect.signature(base.__init__).parameters if n not in ("self", "args", "kwargs")
-                    ]
-    return []
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    params = [p for c in cls.__mro__ if "__init__" in vars(c) for p in inspect.signature(c.__init__).parameters]
+    return [p for p in dict.fromkeys(params) if p not in ("self", "args", "kwargs")]
 
 
 def subcommand_parser(parser: Any, subcommand: str | None) -> Any:
@@ -82,27 +75,9 @@ def subcommand_parser(parser: Any, subcommand: str | None) -> Any:
 def path_problems(config: Any) -> list[str]:
     """One line for each data source whose local path is missing (``model.model``: its load error names it)."""
     problems = []
-    sources = get(config, "data.sources") or {}
-    values = [(f"data.sources.{name}.path", get(source, "path")) for name, source in sources.items()]
+    sources = config_value(config, "data.sources") or {}
+    values = [(f"data.sources.{name}.path", config_value(source, "path")) for name, source in sources.items()]
     for key, value in values:
         if isinstance(value, str) and looks_local(value) and not Path(value).expanduser().exists():
             problems.append(f"--{key} {value}: no such file or folder; check the path")
     return problems
-
-
-def looks_local(value: str) -> bool:
-    """A path, not a Hub name (``name`` or ``owner/name``)."""
-    return value.startswith(("/", ".", "~", "\\")) or value.count("/") > 1 or "\\" in value
-
-
-def get(config: Any, key: str) -> Any:
-    """The value at a dotted key; ``data.x`` finds ``data.init_args.x`` of a class_path entry."""
-    for part in key.split("."):
-        step = config.get(part) if isinstance(config, dict) else getattr(config, part, None)
-        if step is None:
-            args = config.get("init_args") if isinstance(config, dict) else getattr(config, "init_args", None)
-            step = None if args is None else (args.get(part) if isinstance(args, dict) else getattr(args, part, None))
-        if step is None:
-            return None
-        config = step
-    return config

@@ -32,28 +32,28 @@ def config_problems(config: Any) -> list[str]:
 
     def need(ok: bool, key: str, rule: str) -> None:
         if not ok:
-            problems.append(f"{key}={_get(config, key)!r} {rule}")
+            problems.append(f"{key}={config_value(config, key)!r} {rule}")
 
-    model = _get(config, "model.model")
-    r, alpha, dropout = (_get(config, f"model.lora.{key}") for key in ("r", "alpha", "dropout"))
+    model = config_value(config, "model.model")
+    r, alpha, dropout = (config_value(config, f"model.lora.{key}") for key in ("r", "alpha", "dropout"))
     need(r is None or r >= 1, "model.lora.r", "must be >= 1")
     need(alpha is None or alpha > 0, "model.lora.alpha", "must be > 0 (2 x r is usual)")
     need(dropout is None or 0 <= dropout < 1, "model.lora.dropout", "must be in [0, 1)")
     need(
-        _get(config, "model.lora.target_modules", ["x"]) not in ([], ""),
+        config_value(config, "model.lora.target_modules", ["x"]) not in ([], ""),
         "model.lora.target_modules",
         "must name at least one layer",
     )
-    dtype = _get(config, "model.dtype")
+    dtype = config_value(config, "model.dtype")
     need(dtype is None or dtype in DTYPES, "model.dtype", f"must be one of {', '.join(DTYPES)}")
-    quant_type = _get(config, "model.quant.quant_type")
+    quant_type = config_value(config, "model.quant.quant_type")
     need(quant_type is None or quant_type in QUANT_TYPES, "model.quant.quant_type", "must be nf4 or fp4")
     need(_at_least(config, "model.loss_chunk_size", 1), "model.loss_chunk_size", "must be >= 1")
     need(_at_least(config, "model.max_new_tokens", 1), "model.max_new_tokens", "must be >= 1")
-    lr = _get(config, "model.optimizer.init_args.lr")
+    lr = config_value(config, "model.optimizer.init_args.lr")
     need(lr is None or not isinstance(lr, int | float) or lr > 0, "model.optimizer.init_args.lr", "must be > 0")
 
-    max_length = _get(config, "data.max_length")
+    max_length = config_value(config, "data.max_length")
     need(max_length is None or max_length >= MIN_LENGTH, "data.max_length", f"must be >= {MIN_LENGTH}")
     for key in (
         "data.batch_size",
@@ -65,36 +65,36 @@ def config_problems(config: Any) -> list[str]:
     ):
         need(_at_least(config, key, 1), key, "must be >= 1" + (" or null (no limit)" if "limit" in key else ""))
     need(_at_least(config, "data.num_workers", 0), "data.num_workers", "must be >= 0")
-    sources = _get(config, "data.sources")
+    sources = config_value(config, "data.sources")
     if sources is not None and len(sources) == 0:
         problems.append("data.sources is empty: give at least one data source")
     for name, source in (sources or {}).items():
         weight = getattr(source, "weight", None) if not isinstance(source, dict) else source.get("weight")
         need(weight is None or weight >= 0, f"data.sources.{name}.weight", "must be >= 0 (0 leaves it out of training)")
-    max_tokens = _get(config, "data.max_tokens")
+    max_tokens = config_value(config, "data.max_tokens")
     need(
         not isinstance(max_tokens, int) or max_length is None or max_tokens >= max_length,  # or auto
         "data.max_tokens",
         f"must be >= data.max_length ({max_length}) so the longest example fits a batch, or null",
     )
-    problems += packing_problems(_get(config, "data.pack_length"), max_tokens, max_length)
-    template = _get(config, "data.prompt.template")
+    problems += packing_problems(config_value(config, "data.pack_length"), max_tokens, max_length)
+    template = config_value(config, "data.prompt.template")
     need(
         template is None or template.count("{dialogue}") == 1,
         "data.prompt.template",
         "must contain {dialogue} exactly once",
     )
 
-    precision = _get(config, "trainer.precision")
+    precision = config_value(config, "trainer.precision")
     need(
         precision is None or str(precision) in PRECISIONS,
         "trainer.precision",
         "is not a precision Lightning knows (bf16-mixed, 32-true, ...)",
     )
     need(_at_least(config, "trainer.accumulate_grad_batches", 1), "trainer.accumulate_grad_batches", "must be >= 1")
-    clip = _get(config, "trainer.gradient_clip_val")
+    clip = config_value(config, "trainer.gradient_clip_val")
     need(clip is None or clip >= 0, "trainer.gradient_clip_val", "must be >= 0 or null")
-    max_steps = _get(config, "trainer.max_steps")
+    max_steps = config_value(config, "trainer.max_steps")
     need(
         max_steps is None or max_steps == -1 or max_steps >= 1, "trainer.max_steps", "must be >= 1, or -1 for no limit"
     )
@@ -146,7 +146,7 @@ def _local_config(model: str) -> dict:
         return {}  # a Hub name, or no readable config: nothing to check against
 
 
-def _get(config: Any, key: str, default: Any = None) -> Any:
+def config_value(config: Any, key: str, default: Any = None) -> Any:
     """``config``'s value at a dotted key; ``model.x`` finds ``model.init_args.x`` of a class_path entry."""
     value = config
     for part in key.split("."):
@@ -161,5 +161,5 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
 
 
 def _at_least(config: Any, key: str, low: float) -> bool:
-    value = _get(config, key)
+    value = config_value(config, key)
     return value is None or not isinstance(value, int | float) or value >= low
