@@ -5,7 +5,7 @@
 #   bench/h200_session.sh job    <data> <tokenizer> <out> <nltk_data>
 #                                                           # train.py fit capped to 16/24/40 GiB (30 steps),
 #                                                           #   then real_job.py (one epoch + eval) capped to 80 GiB
-#   bench/h200_session.sh levers <data> <tokenizer> <out>   # FlexAttention and CUDA-graph recipes
+#   bench/h200_session.sh levers <data> <tokenizer> <out>   # the default beside its FlexAttention and CUDA-graph twins
 # Every log and JSON line lands in <out>; the random Phi-2 is saved once in /tmp/phi2-random.
 set -uo pipefail
 part=$1 data=$2 tok=$3 out=$4
@@ -25,7 +25,7 @@ speed)
     speed --recipes plain-compiled-b16 --timeout 330
     ;;
 levers)
-    speed --recipes ours-packed-layers-flex,ours-packed-layers-cudagraphs --timeout 200 --profile
+    speed --recipes ours-packed-layers-nodrop,ours-packed-layers-cudagraphs,ours-packed-layers-flex --timeout 120
     ;;
 job)
     nltk=$5
