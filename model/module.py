@@ -192,15 +192,18 @@ class QLoRAModule(L.LightningModule):
 
         # transformers' generate: this also runs between training steps (the samples callback), where capturing
         # a CUDA graph of the 4-bit PEFT model (LoRA dropout, checkpointing, compiled blocks) is untested.
-        return generate_summaries(
-            self.model,
-            self.tokenizer,
-            prompts,
-            self.max_new_tokens,
-            batch_size,
-            decoder="generate",
-            stop_bias=self.stop_bias,
-        )
+        # The blocks compiled for training run eagerly here: each decoding step's KV cache would recompile
+        # them up to torch._dynamo's recompile_limit, seconds per validation, before falling back to eager.
+        with torch.compiler.set_stance("force_eager"):
+            return generate_summaries(
+                self.model,
+                self.tokenizer,
+                prompts,
+                self.max_new_tokens,
+                batch_size,
+                decoder="generate",
+                stop_bias=self.stop_bias,
+            )
 
     # ---- optimisation ---------------------------------------------------------------------------
 
