@@ -15,6 +15,7 @@ Every score is on a 0-100 scale except the length ratio. Heavy imports happen on
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from statistics import fmean
@@ -31,9 +32,7 @@ def rouge_pairs(predictions: list[str], references: list[str]) -> list[dict[str,
         predictions: generated summaries.
         references: one human summary per prediction.
     """
-    from rouge_score.rouge_scorer import RougeScorer
-
-    scorer = RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    scorer = _rouge_scorer()
     out = []
     for pred, ref in zip(predictions, references, strict=True):
         # One sentence a line: rougeLsum reads sentences from newlines; the other keys ignore them.
@@ -75,10 +74,47 @@ def meteor_pairs(predictions: list[str], references: list[str]) -> list[float]:
     """
     from nltk.translate.meteor_score import single_meteor_score
 
+    stemmer, wordnet = _stemmer(), _wordnet()
     return [
-        100 * single_meteor_score(words(ref), words(pred)) if pred.strip() else 0.0
+        100 * single_meteor_score(words(ref), words(pred), stemmer=stemmer, wordnet=wordnet) if pred.strip() else 0.0
         for pred, ref in zip(predictions, references, strict=True)
     ]
+
+
+# Stemming and WordNet lookups were most of an eval's scoring time (two systems x 3 references share their
+# words): each word is stemmed, and its synsets read, once per process. The scores are nltk's own.
+@functools.cache
+def _stemmer():
+    """nltk's Porter stemmer, as rouge_score and nltk's METEOR use it, with each word's stem remembered."""
+    from nltk.stem.porter import PorterStemmer
+
+    stemmer = PorterStemmer()
+    stemmer.stem = functools.lru_cache(maxsize=None)(stemmer.stem)
+    return stemmer
+
+
+@functools.cache
+def _wordnet():
+    """nltk's WordNet reader, as METEOR uses it (``synsets``), with each word's synsets remembered."""
+    from types import SimpleNamespace
+
+    from nltk.corpus import wordnet
+
+    return SimpleNamespace(synsets=functools.lru_cache(maxsize=None)(wordnet.synsets))
+
+
+@functools.cache
+def _rouge_scorer():
+    """rouge_score's scorer with its own tokenizer (lower case, alphanumeric, Porter stems), sharing the stems."""
+    from rouge_score import tokenize
+    from rouge_score.rouge_scorer import RougeScorer
+    from rouge_score.tokenizers import Tokenizer
+
+    class StemmedTokens(Tokenizer):
+        def tokenize(self, text: str) -> list[str]:
+            return tokenize.tokenize(text, _stemmer())
+
+    return RougeScorer(list(ROUGE_KEYS), tokenizer=StemmedTokens())
 
 
 def words(text: str) -> list[str]:

@@ -128,6 +128,28 @@ def test_meteor_matches_wordnet_synonyms_and_takes_the_best_reference():
     assert meteor_pairs([""], ["the cat"]) == [0.0]
 
 
+def test_remembered_stems_and_synsets_score_as_the_libraries_do():
+    """Real DialogSum summaries scored twice (the second time from the caches) equal plain rouge_score and nltk."""
+    import json
+
+    from nltk.translate.meteor_score import single_meteor_score
+    from rouge_score.rouge_scorer import RougeScorer
+
+    from eval.scorers import ROUGE_KEYS, words
+
+    rows = [json.loads(line) for line in (SHARED / "data" / "dialogsum" / "dialogsum.test.jsonl").open()][:40]
+    preds, refs = [r["summary1"] for r in rows[1:]], [r["summary2"] for r in rows[:-1]]  # unrelated pairs too
+    plain = RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    expected_rouge = [
+        {k: 100 * v.fmeasure for k, v in plain.score(split_sentences(r), split_sentences(p)).items()}
+        for p, r in zip(preds, refs, strict=True)
+    ]
+    expected_meteor = [100 * single_meteor_score(words(r), words(p)) for p, r in zip(preds, refs, strict=True)]
+    for _ in range(2):
+        assert rouge_pairs(preds, refs) == pytest.approx(expected_rouge)
+        assert meteor_pairs(preds, refs) == pytest.approx(expected_meteor)
+
+
 def test_meteor_mean_averages_every_reference():
     # The two by-hand cases above, as the two references of one example.
     exact, longer = 100 * (1 - 0.5 / 27), 100 * 0.75 / (0.9 + 0.075) * (1 - 0.5 / 27)
