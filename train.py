@@ -102,12 +102,42 @@ class RebuildCLI(SummarizationCLI):
 
 
 def layered(args: list[str]) -> list[str]:
-    """``args`` with configs/base.yaml read first (and configs/phi2_qlora.yaml when no --config is given)."""
+    """``args`` with configs/base.yaml read first (and configs/phi2_qlora.yaml when no --config is given).
+
+    A ``--config`` that lists ``trainer.callbacks`` replaces the list before it as a whole. Left to
+    itself, jsonargparse merges a list of classes item by item into an earlier list of the same
+    length: a ``ModelCheckpoint(every_n_train_steps: 2)`` would keep base.yaml's ``monitor: val/loss``
+    and, in a run without validation, never save.
+    """
     if not args or args[0] not in SUBCOMMANDS:
         return args
-    given = "--config" in args or any(a.startswith("--config=") for a in args)
+    rest, given, items = [], False, iter(args[1:])
+    for arg in items:
+        if arg == "--config" or arg.startswith("--config="):
+            given = True
+            config = arg.partition("=")[2] if "=" in arg else next(items, None)
+            if config is None:  # a bare --config at the end: jsonargparse reports it
+                rest.append(arg)
+                continue
+            rest += [*(["--trainer.callbacks=[]"] if lists_callbacks(config) else []), "--config", config]
+        else:
+            rest.append(arg)
     configs = ["--config", str(BASE_CONFIG)] + ([] if given else ["--config", str(DEFAULT_CONFIG)])
-    return [args[0], *configs, *args[1:]]
+    return [args[0], *configs, *rest]
+
+
+def lists_callbacks(config: str) -> bool:
+    """Whether a ``--config`` value (a file or a YAML string) gives ``trainer.callbacks`` itself, not ``callbacks+``."""
+    try:
+        text = Path(config).read_text() if Path(config).is_file() else config
+    except OSError:  # a YAML string too long for a file name
+        text = config
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:  # jsonargparse names the problem
+        return False
+    trainer = data.get("trainer") if isinstance(data, dict) else None
+    return isinstance(trainer, dict) and isinstance(trainer.get("callbacks"), list)
 
 
 def rebuild(config: Path, overrides: list[str] = ()) -> tuple[L.LightningModule, L.LightningDataModule]:

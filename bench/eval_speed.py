@@ -61,10 +61,11 @@ def run(args) -> list[dict]:
     import torch
 
     from bench.train_speed import LINEARS, make_random_phi2
-    from eval.dense import detach_lora
     from eval.metrics import MetricArgs, MetricResourceError, check_resources
-    from eval.runner import Run, load_model, read_examples
+    from eval.runner import read_examples
     from model.generation import generate_token_ids
+    from model.merge import detach_lora
+    from model.trained_run import Run, load_model
 
     decoders = args.decoders.split(",")
     metrics = ["rouge", "bleu", "meteor", "length"]

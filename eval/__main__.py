@@ -26,8 +26,9 @@ from datamodules.tokenizer import SourceError
 from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, parse_with_overrides
 from eval.metrics import METRICS, REFERENCES, MetricArgs, MetricResourceError, check_resources
 from eval.reports import MODELS, add_scores, metrics_table, write_reports
-from eval.runner import find_run, generate_pair, load_model, read_examples, stress_files
+from eval.runner import generate_pair, read_examples, stress_files
 from eval.stress import read_stress, stress_markdown, stress_report
+from model.trained_run import find_run, load_model
 
 
 def parser() -> argparse.ArgumentParser:

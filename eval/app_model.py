@@ -1,7 +1,7 @@
 """The trained run behind the web demo: loaded once, then base and fine-tuned summaries of one conversation, timed.
 
-Every use of ``eval.runner`` by the demo is in this file, so a change in how runs are rebuilt
-touches it alone. Nothing here imports Gradio.
+Every use of ``model.trained_run`` and ``eval.runner`` by the demo is in this file, so a change in how
+runs are rebuilt touches it alone. Nothing here imports Gradio.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 from datamodules.sources import Example, has_split, load_split
 from datamodules.tokenizer import SourceError
 from eval.fact_marks import Facts
-from eval.runner import LoadedModel, Run, find_run, generate_pair, load_model, stress_files
+from eval.runner import generate_pair, stress_files
 from eval.stress import read_stress
+from model.trained_run import LoadedModel, Run, find_run, load_model
 
 CHARS_PER_TOKEN = 20  # far more than any tokenizer packs: longer text is refused before it is tokenized
 
@@ -117,7 +118,7 @@ class AppModel:
             path: see :func:`locate_weights`.
             config: the run's config.yaml (default: the one beside the weights).
             overrides: run options in training syntax (``--model.model <base folder here>``).
-            weights: ``dense`` or ``4bit`` (``eval.runner.load_model``; ``merged`` can't go back to the base).
+            weights: ``dense`` or ``4bit`` (``model.trained_run.load_model``; ``merged`` can't go back to the base).
             device: ``auto``, ``cpu`` or ``cuda``.
             decoder: ``model.generation.DECODERS``; ``auto`` is the CUDA-graph one on a GPU.
         """

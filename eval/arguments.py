@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from eval.runner import WEIGHTS
 from model.decoders import DECODERS
+from model.trained_run import WEIGHTS
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -24,7 +24,8 @@ from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from eval.arguments import add_data_arguments, add_generation_arguments, add_run_arguments, parse_with_overrides
 from eval.metrics import MetricArgs, compute_metrics, score_of
-from eval.runner import find_run, load_model, read_examples
+from eval.runner import read_examples
+from model.trained_run import find_run, load_model
 
 SCORES = ("length_ratio", "rouge1", "rouge2", "rougeL")  # eval.metrics registry keys, in table order
 

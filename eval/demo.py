@@ -23,7 +23,8 @@ from typing import TextIO
 from datamodules.sources import DataError
 from datamodules.tokenizer import SourceError
 from eval.arguments import add_run_arguments, parse_with_overrides
-from eval.runner import LoadedModel, find_run, generate_pair, load_model
+from eval.runner import generate_pair
+from model.trained_run import LoadedModel, find_run, load_model
 
 SEPARATOR = "---"
 
@@ -87,7 +88,7 @@ def summarize(
     """(base, fine-tuned) summaries of each dialogue, in the training prompt format.
 
     Args:
-        loaded: the model from ``eval.runner.load_model``.
+        loaded: the model from ``model.trained_run.load_model``.
         dialogues: conversations as text, one turn a line.
         max_new_tokens: summary length bound.
         stop_bias: added to the end tokens' logits (``model.generation``).

@@ -38,9 +38,9 @@ def export(source: str | Path, out: str | Path, keep_adapter: bool = False, base
         keep_adapter: save the base and the adapter apart instead of merging them.
         base_model: replaces the run's ``model.model`` (the base model's folder on this machine).
     """
-    from eval.dense import detach_lora
-    from eval.runner import find_run, load_model
     from model.generation import stop_ids
+    from model.merge import detach_lora
+    from model.trained_run import find_run, load_model
 
     out = Path(out)
     ckpt, adapter = weights_of(Path(source))

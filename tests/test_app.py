@@ -17,8 +17,8 @@ from datamodules.tokenizer import SourceError
 from eval.app_model import check_dialogue, demo_examples, locate_weights
 from eval.fact_marks import Facts, fact_spans, summary_html
 from eval.report_browser import ALL_SOURCES, ReportError, read_report, report_rows, select_rows, sort_choices, sources
-from eval.runner import Run
 from eval.stress import check_summary
+from model.trained_run import Run
 
 FACTS = Facts(must_state=[["keiko"], ["ten days", "10 days"]], must_not_state=[["brightlane"], ["950"]])
 

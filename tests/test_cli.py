@@ -111,3 +111,24 @@ def test_full_data_overlay_keeps_the_smollm2_job_and_lifts_the_budget(capsys):
     assert data["max_length"] == 640 and config["trainer"]["log_every_n_steps"] == 25  # the run's, then base.yaml's
     callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]]
     assert "ModelCheckpoint" in callbacks and callbacks[-1] == "ValidationSamples"  # base.yaml's, then its own
+
+
+def test_an_overlay_listing_callbacks_replaces_base_yaml_list_as_written(tmp_path, capsys):
+    from train import main
+
+    # base.yaml's callbacks, its ModelCheckpoint given other arguments: what a user copies and edits.
+    callbacks = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["trainer"]["callbacks"]
+    callbacks[-1] = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"every_n_train_steps": 2, "save_top_k": -1},
+    }
+    overlay = tmp_path / "every2.yaml"
+    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), f"--config={overlay}", "--print_config"])
+    composed = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
+    assert [c["class_path"] for c in composed] == [c if isinstance(c, str) else c["class_path"] for c in callbacks]
+    checkpoint = composed[-1]["init_args"]
+    assert checkpoint["every_n_train_steps"] == 2 and checkpoint["save_top_k"] == -1
+    assert checkpoint["monitor"] is None and checkpoint["filename"] is None  # none of base.yaml's val/loss ones
+    assert checkpoint["save_last"] is None  # Lightning's default, not base.yaml's true

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from datamodules.tokenizer import SourceError
-from eval.runner import find_run
+from model.trained_run import find_run
 
 
 @pytest.fixture

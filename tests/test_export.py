@@ -22,7 +22,8 @@ def run(tiny_phi, tmp_path_factory) -> Path:
 
 
 def eval_merged_summaries(run: Path, dialogues: list[str]) -> tuple[list[str], list[list[int]]]:
-    from eval.runner import find_run, generate_pair, load_model
+    from eval.runner import generate_pair
+    from model.trained_run import find_run, load_model
 
     loaded = load_model(find_run(None, adapter=str(run / "adapter")), weights="merged", device="cpu")
     prompts = [loaded.encoder.prompt_ids(d)[0] for d in dialogues]

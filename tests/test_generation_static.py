@@ -97,11 +97,11 @@ def test_static_decoder_on_other_architectures(tokenizer, prompts, build):
 
 def tiny_lora_model(tiny_phi: str, tokenizer):
     """``load_model``'s result for the tiny Phi: 4-bit base dequantized, LoRA with a random B (float32 here)."""
-    from test_eval_dense import tiny_qlora
+    from test_merge import tiny_qlora
 
     from datamodules.encoding import PromptEncoder
     from datamodules.prompts import PromptFormat
-    from eval.runner import LoadedModel
+    from model.trained_run import LoadedModel
 
     model = tiny_qlora(tiny_phi)
     model.get_base_model().dequantize(dtype=torch.bfloat16)

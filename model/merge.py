@@ -1,6 +1,6 @@
 """The adapter merged into a dequantized base, after the base pass, through the same modules.
 
-``eval.runner.load_model`` dequantizes the 4-bit base with transformers' own ``dequantize``
+``model.trained_run.load_model`` dequantizes the 4-bit base with transformers' own ``dequantize``
 (the very weights the adapter was trained on, as ``nn.Linear``). PEFT's ``merge_and_unload`` can't
 merge into that: the LoRA wrappers stay PEFT's 4-bit classes, whose merge reads the weight's
 ``quant_state`` (AttributeError); merged into the 4-bit model instead, the sum is rounded to NF4

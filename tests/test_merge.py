@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from eval.dense import detach_lora
+from model.merge import detach_lora
 
 
 def tiny_qlora(tiny_phi: str):
@@ -40,14 +40,14 @@ def test_dequantized_base_gives_the_4bit_logits_and_merge_keeps_the_adapter(tiny
         base_4bit = logits(model, ids)
     assert (tuned_4bit - base_4bit).abs().max() > 0.05  # the adapter matters
 
-    model.get_base_model().dequantize(dtype=torch.bfloat16)  # as eval.runner.load_model does
+    model.get_base_model().dequantize(dtype=torch.bfloat16)  # as model.trained_run.load_model does
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
     assert sum(isinstance(m, torch.nn.Linear) and "base_layer" in n for n, m in model.named_modules()) == 12
     torch.testing.assert_close(logits(model, ids), tuned_4bit, rtol=0, atol=1e-2)
     with model.disable_adapter():
         torch.testing.assert_close(logits(model, ids), base_4bit, rtol=0, atol=1e-2)
 
-    with pytest.raises(AttributeError, match="quant_state"):  # why eval.dense exists: PEFT can't merge here
+    with pytest.raises(AttributeError, match="quant_state"):  # why model.merge exists: PEFT can't merge here
         copy.deepcopy(model).merge_and_unload()
     merged, lora = detach_lora(model)
     with torch.no_grad():
