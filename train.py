@@ -75,6 +75,14 @@ class SummarizationCLI(LightningCLI):
         if path_problems(config):
             raise ConfigError("; ".join(path_problems(config)))
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning re-parses the model from the checkpoint's hyper_parameters, which leave out the
+        # optimizer and scheduler (QLoRAModule's save_hyperparameters ignores them); jsonargparse then
+        # drops a scheduler a YAML gave, and a resume from a file ran at a constant learning rate.
+        # A fit resumes the run its config describes; validate, test and predict keep Lightning's way.
+        if self.config.get("subcommand") != "fit":
+            super()._parse_ckpt_path()
+
     def parse_arguments(self, parser, args) -> None:
         try:
             super().parse_arguments(parser, args)

@@ -64,10 +64,15 @@ def make_tiny_model(folder: Path, tokenizer_dir: Path = TOKENIZER) -> Path:
 
 
 def write_config(folder: Path, every: int) -> Path:
-    """configs/tiny.yaml with a checkpoint every ``every`` optimizer steps, all of them kept."""
+    """configs/tiny.yaml with a checkpoint every ``every`` optimizer steps, all of them kept, and a warm-up + cosine schedule."""
     import yaml
 
     config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    # The shipped configs' schedule, in the YAML as they give it: a resume must carry the rate on.
+    config["model"]["init_args"]["scheduler"] = {
+        "class_path": "model.schedule.WarmupCosine",
+        "init_args": {"warmup_steps": 2},
+    }
     # The callbacks train.py takes from configs/base.yaml, with the checkpoint cadence of this benchmark.
     config["trainer"]["callbacks"] = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["trainer"][
         "callbacks"

@@ -115,7 +115,7 @@ class Preemption(Callback):
         path = Path(trainer.ckpt_path) if trainer.ckpt_path and not checkpoint else None
         if checkpoint:
             path = checkpoint_folder(trainer) / f"preempted-step={trainer.global_step}.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # all loop state; said, Lightning logs no default
             folder = getattr(pl_module, "adapter_dir", None) or Path(trainer.log_dir or ".") / "adapter"
             if trainer.is_global_zero and hasattr(pl_module, "export_adapter"):
                 pl_module.export_adapter(folder)

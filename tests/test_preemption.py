@@ -66,10 +66,12 @@ def stop_at_random_step(args: list[str], signum: signal.Signals, after_step: int
 def stop(tmp_path: Path, model: str, signum: signal.Signals) -> tuple[Path, int, list[str]]:
     """A run stopped by ``signum`` at a random step: its checkpoint, the step, the printed resume arguments."""
     seed = random.randrange(1000)
-    after = random.Random(seed).randint(1, STEPS - 2)
+    after = random.Random(seed).randint(1, STEPS - 3)  # two steps or more left: a lost schedule would show
     code, err = stop_at_random_step(run_args(tmp_path, model, tmp_path / "stopped"), signum, after, seed)
     assert code == 128 + signum, f"seed {seed}: exit {code}\n{err[-2000:]}"
     [(name, step, command)] = STOPPED.findall(err)
+    said = err[err.index(f"received {signum.name}") :].splitlines()
+    assert len(said) == 2 and said[1].startswith("stopped by "), said  # the notice, the one line, nothing between
     step = int(step)
     # At the first optimizer-step boundary after the signal: the step after ``after`` unless this process read
     # the progress line late (a busy machine), never before it and never past the planned steps.
