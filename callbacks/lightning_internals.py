@@ -3,6 +3,9 @@
 Lightning has no public API for what these do. tests/test_lightning_internals.py checks each
 assumption against the installed Lightning on a tiny run, so an upgrade that breaks one fails
 there, by name, rather than as a wrong curve or a resumed run that trains batches twice.
+One more lives where it must, in ``train.SummarizationCLI``: its ``_parse_ckpt_path`` override keeps a
+fit resumed from a checkpoint file on its config's options (schedule included); the same test file
+checks that LightningCLI still has and calls that method.
 """
 
 from __future__ import annotations
