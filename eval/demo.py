@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import textwrap
@@ -116,15 +117,7 @@ def read_dialogues(source: str | None, stdin: TextIO) -> list[str]:
         text = path.read_text(encoding="utf-8")
     else:
         text = stdin.read()
-    chunks, current = [], []
-    for line in text.splitlines():
-        if line.strip() == SEPARATOR:
-            chunks.append("\n".join(current))
-            current = []
-        else:
-            current.append(line)
-    chunks.append("\n".join(current))
-    dialogues = [c.strip() for c in chunks if c.strip()]
+    dialogues = [c.strip() for c in re.split(rf"^[ \t]*{SEPARATOR}[ \t]*$", text, flags=re.M) if c.strip()]
     if not dialogues:
         raise DataError("no conversation in the input; give text, conversations separated by '---' lines")
     return dialogues

@@ -202,19 +202,13 @@ def load_model(run: Run, weights: str = "dense", device: str = "auto") -> Loaded
 
 def load_adapter_folder(module, folder: Path) -> None:
     """Load PEFT adapter weights (``adapter_model.safetensors`` or ``.bin``) into the module's LoRA layers."""
-    import torch
     from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
 
     folder = Path(folder)
-    if (folder / "adapter_model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        weights = load_file(folder / "adapter_model.safetensors")
-    elif (folder / "adapter_model.bin").is_file():
-        weights = torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
-    else:
+    if not any((folder / f"adapter_model.{ext}").is_file() for ext in ("safetensors", "bin")):
         raise SourceError(f"--adapter {folder}: no adapter_model.safetensors or adapter_model.bin")
-    result = set_peft_model_state_dict(module.model, weights)
+    result = set_peft_model_state_dict(module.model, load_peft_weights(str(folder), device="cpu"))
     missing_lora = [k for k in result.missing_keys if "lora_" in k]
     if result.unexpected_keys or missing_lora:
         raise SourceError(
@@ -253,42 +247,25 @@ def generate_pair(
     module = loaded.module
     if loaded.merged:
         raise RuntimeError("the adapter is already merged into the base; reload the model to make base summaries again")
-    start = time.perf_counter()
+
+    def timed(label: str, key: str) -> list[str]:
+        start = time.perf_counter()
+        texts = generate_summaries(
+            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and label, decoder, stop_bias
+        )
+        loaded.timings[key] = time.perf_counter() - start
+        return texts
+
     if loaded.weights == "merged":
         from eval.dense import detach_lora
 
         module.model, lora = detach_lora(module.model)
         loaded.merged = True
-        base = generate_summaries(
-            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base", decoder, stop_bias
-        )
-        loaded.timings["base_generate_s"] = time.perf_counter() - start
+        base = timed("base", "base_generate_s")
         start = time.perf_counter()
         lora.merge()
         loaded.timings["merge_s"] = time.perf_counter() - start
     else:
         with module.model.disable_adapter():
-            base = generate_summaries(
-                module.model,
-                module.tokenizer,
-                prompts,
-                max_new_tokens,
-                batch_size,
-                progress and "base",
-                decoder,
-                stop_bias,
-            )
-        loaded.timings["base_generate_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    tuned = generate_summaries(
-        module.model,
-        module.tokenizer,
-        prompts,
-        max_new_tokens,
-        batch_size,
-        progress and "fine-tuned",
-        decoder,
-        stop_bias,
-    )
-    loaded.timings["tuned_generate_s"] = time.perf_counter() - start
-    return base, tuned
+            base = timed("base", "base_generate_s")
+    return base, timed("fine-tuned", "tuned_generate_s")
