@@ -85,26 +85,14 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
 def summarize(
     loaded: LoadedModel, dialogues: list[str], max_new_tokens: int, stop_bias: float = 0.0
 ) -> list[tuple[str, str]]:
-    """(base, fine-tuned) summaries of each dialogue, in the training prompt format.
-
-    Args:
-        loaded: the model from ``eval.runner.load_model``.
-        dialogues: conversations as text, one turn a line.
-        max_new_tokens: summary length bound.
-        stop_bias: added to the end tokens' logits (``model.generation``).
-    """
+    """(base, fine-tuned) summaries of each dialogue, in the training prompt format."""
     prompts = [loaded.encoder.prompt_ids(d)[0] for d in dialogues]
     base, tuned = generate_pair(loaded, prompts, max_new_tokens, batch_size=8, progress=False, stop_bias=stop_bias)
     return list(zip(base, tuned, strict=True))
 
 
 def read_dialogues(source: str | None, stdin: TextIO) -> list[str]:
-    """Conversations from a .jsonl file (``dialogue`` field) or text separated by ``---`` lines.
-
-    Args:
-        source: a file path; None or ``-`` reads ``stdin``.
-        stdin: the stream read for ``-``.
-    """
+    """Conversations from a .jsonl file (``dialogue`` field) or text separated by ``---`` lines; None or - is stdin."""
     if source not in (None, "-"):
         path = Path(source)
         if not path.is_file():

@@ -112,13 +112,7 @@ def newest_last_checkpoint(config: dict, config_path: Path) -> Path:
 
 
 def read_examples(data, split: str, limit: int | None = None) -> list[Example]:
-    """The examples of ``split`` from each of the data module's sources (the first ``limit`` of each).
-
-    Args:
-        data: the run's data module (``DialogSumDataModule`` or a subclass).
-        split: ``train``, ``validation`` or ``test``.
-        limit: examples kept per source; None keeps all.
-    """
+    """The examples of ``split`` from each of the data module's sources (the first ``limit`` of each)."""
     examples = data.read_split(split)
     if limit is not None:
         seen: dict[str, int] = {}
@@ -231,16 +225,8 @@ def generate_pair(
     The base is the fine-tuned model with its adapter disabled. With ``merged`` weights the LoRA
     wrappers are taken off the dense base for the base pass and the adapter is then folded into the
     same weight tensors, so the fine-tuned pass runs without LoRA's extra matmuls, through the very
-    modules (and compiled decode step) of the base pass.
-
-    Args:
-        loaded: the model from :func:`load_model`.
-        prompts: token ids of each prompt.
-        max_new_tokens: the most tokens a summary may have.
-        batch_size: prompts decoded together.
-        progress: show a progress bar.
-        decoder: see ``model.generation.DECODERS``; ``auto`` replays a CUDA graph of a static-cache decoder on CUDA.
-        stop_bias: added to the end tokens' logits in both passes (``model.generation``).
+    modules (and compiled decode step) of the base pass. The decoding arguments are those of
+    ``model.generation.generate_summaries``; the seconds of each pass go into ``loaded.timings``.
     """
     from model.generation import generate_summaries
 

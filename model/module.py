@@ -186,20 +186,18 @@ class QLoRAModule(L.LightningModule):
         """Greedy summaries of a batch of prompts (token id lists)."""
         return self.summarize(batch["prompts"])
 
-    def summarize(self, prompts: list[list[int]], batch_size: int = 16) -> list[str]:
-        """Greedy summaries of prompts given as token ids (see ``DialogSumDataModule.encoder``)."""
+    def summarize(self, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy summaries of prompts given as token ids (see ``DialogSumDataModule.encoder``).
+
+        ``max_new_tokens`` None is ``model.max_new_tokens``.
+        """
         from model.generation import generate_summaries
 
-        # transformers' generate: this also runs between training steps (the samples callback), where capturing
+        # transformers' generate: this also runs inside the Trainer (samples, test metrics), where capturing
         # a CUDA graph of the 4-bit PEFT model (LoRA dropout, checkpointing, compiled blocks) is untested.
+        max_new = max_new_tokens or self.max_new_tokens
         return generate_summaries(
-            self.model,
-            self.tokenizer,
-            prompts,
-            self.max_new_tokens,
-            batch_size,
-            decoder="generate",
-            stop_bias=self.stop_bias,
+            self.model, self.tokenizer, prompts, max_new, batch_size, decoder="generate", stop_bias=self.stop_bias
         )
 
     # ---- optimisation ---------------------------------------------------------------------------
