@@ -150,7 +150,7 @@ class AppModel:
         return Summaries(base[0], tuned[0], timings["base_generate_s"], timings["tuned_generate_s"])
 
     def examples(self, plain: int = 3, stress: int = 4) -> list[DemoExample]:
-        """Conversations to click that fit the run's prompts whole: enterprise test dialogues, then stress scenarios."""
+        """Conversations to click that fit the run's prompts whole: its local sources' test dialogues, then stress."""
         return demo_examples(self.run, lambda text: not self.check(text).message, plain, stress)
 
 
