@@ -9,7 +9,6 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import grad_norm, rank_zero_warn
-from transformers import get_constant_schedule
 
 from model.loading import LoraArgs, QuantArgs, add_lora, load_base_model
 from model.loss import masked_token_loss, target_token_loss
@@ -210,6 +209,8 @@ class QLoRAModule(L.LightningModule):
             self.log("train/grad_norm", grad_norm(self, norm_type=2)["grad_2.0_norm_total"])
 
     def configure_optimizers(self):
+        from transformers import get_constant_schedule  # imports peft: seconds a bad config needn't wait
+
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         scheduler = (self.scheduler_factory or get_constant_schedule)(optimizer)
