@@ -176,7 +176,7 @@ def test_quickstart_and_the_commands_on_its_run_work_as_written(tmp_path):
         stdin = "#Person1#: Can we move the review to Friday?\n#Person2#: Yes, Friday at ten.\n"
         shell = command.replace("python ", f"{sys.executable} ", 1)
         proc = subprocess.run(
-            shell, shell=True, cwd=work, env=env, capture_output=True, text=True, input=stdin, timeout=900
+            shell, shell=True, cwd=work, env=env, capture_output=True, text=True, input=stdin, timeout=3600
         )
         assert proc.returncode == 0, f"{command}\n{proc.stderr[-2000:]}"
     run = work / "logs" / "quickstart" / "version_0"
