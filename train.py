@@ -45,6 +45,8 @@ BASE_CONFIG = CONFIGS / "base.yaml"
 DEFAULT_CONFIG = CONFIGS / "phi2_qlora.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 RUN_KEYS = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
+# main and rebuild pass LightningCLI its args on purpose (base.yaml first; eval's own flags are in sys.argv).
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
 
 
 class SummarizationCLI(LightningCLI):
@@ -174,7 +176,6 @@ def rebuild(config: Path, overrides: list[str] = ()) -> tuple[L.LightningModule,
 
 def main(args: list[str] | None = None) -> SummarizationCLI:
     args = layered(sys.argv[1:] if args is None else args)
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     oom = OutOfMemoryAdvice()
     try:
         return SummarizationCLI(

@@ -40,104 +40,45 @@ PHI2 = dict(
     max_position_embeddings=2048,
 )
 LINEARS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+
+
+def ours(compile, max_tokens: int, pack_length: int | None = None, checkpointing: bool = False, dropout=0.05, **more):
+    """An ``ours-*`` recipe: ``model.compile``, ``data.max_tokens``, ``data.pack_length``, ... (``attn``, ``mode``)."""
+    options = dict(compile=compile, max_tokens=max_tokens, checkpointing=checkpointing, dropout=dropout, **more)
+    return "ours", options | ({"pack_length": pack_length} if pack_length else {})
+
+
 RECIPES = {
     # name: (kind, options)
     "plain-eager-b8": ("plain", {"batch": 8, "compile": False}),
     # Compiled: the whole loss function through torch.compile, with a chunked cross-entropy (no full fp32 logits).
     "plain-compiled-b8": ("plain", {"batch": 8, "compile": True, "chunked": True}),
     "plain-compiled-b16": ("plain", {"batch": 16, "compile": True, "chunked": True}),
-    "ours-eager": ("ours", {"compile": False, "max_tokens": 8192, "checkpointing": False}),
-    "ours-fast": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": False}),
-    "ours-fast-12k": ("ours", {"compile": True, "max_tokens": 12288, "checkpointing": False}),
-    "ours-fast-nodrop": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": False, "dropout": 0.0}),
-    "ours-12gib": ("ours", {"compile": True, "max_tokens": 16384, "checkpointing": True}),
+    "ours-eager": ours(False, 8192),
+    "ours-fast": ours(True, 16384),
+    "ours-fast-12k": ours(True, 12288),
+    "ours-fast-nodrop": ours(True, 16384, dropout=0.0),
+    "ours-12gib": ours(True, 16384, checkpointing=True),
     # Packed rows: every batch [max_tokens // pack_length, pack_length]. 512-token rows hold DialogSum
     # (max_length 512) with ~2% padding and keep sdpa's dense document mask cheap; flex attention
     # skips the blocks between documents, so it can take longer rows.
-    "ours-packed-layers": (
-        "ours",
-        {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": False},
-    ),
-    "ours-packed-layers-nodrop": (
-        "ours",
-        {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
-    ),
-    "ours-packed-layers-ckpt": (
-        "ours",
-        {"compile": "layers", "max_tokens": 16384, "pack_length": 512, "checkpointing": True, "dropout": 0.0},
-    ),
-    "ours-packed-layers-ckpt-24k": (
-        "ours",
-        {"compile": "layers", "max_tokens": 24576, "pack_length": 512, "checkpointing": True, "dropout": 0.0},
-    ),
-    "ours-packed-layers-8k": (
-        "ours",
-        {"compile": "layers", "max_tokens": 8192, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
-    ),
+    "ours-packed-layers": ours("layers", 16384, 512),
+    "ours-packed-layers-nodrop": ours("layers", 16384, 512, dropout=0.0),
+    "ours-packed-layers-ckpt": ours("layers", 16384, 512, checkpointing=True, dropout=0.0),
+    "ours-packed-layers-ckpt-24k": ours("layers", 24576, 512, checkpointing=True, dropout=0.0),
+    "ours-packed-layers-8k": ours("layers", 8192, 512, dropout=0.0),
     # Attention over packed documents with a FlexAttention block mask instead of sdpa's dense one.
-    "ours-packed-layers-flex": (
-        "ours",
-        {
-            "compile": "layers",
-            "max_tokens": 16384,
-            "pack_length": 512,
-            "checkpointing": False,
-            "dropout": 0.0,
-            "attn": "flex_attention",
-        },
-    ),
+    "ours-packed-layers-flex": ours("layers", 16384, 512, dropout=0.0, attn="flex_attention"),
     # CUDA graphs over each compiled block (fixed shapes under packing): fewer launches.
-    "ours-packed-layers-cudagraphs": (
-        "ours",
-        {
-            "compile": "layers",
-            "mode": "reduce-overhead",
-            "max_tokens": 16384,
-            "pack_length": 512,
-            "checkpointing": False,
-            "dropout": 0.0,
-        },
-    ),
-    "ours-packed": ("ours", {"compile": "model", "max_tokens": 16384, "pack_length": 512, "checkpointing": False}),
-    "ours-packed-nodrop": (
-        "ours",
-        {"compile": "model", "max_tokens": 16384, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
-    ),
-    "ours-packed-nodrop-24k": (
-        "ours",
-        {"compile": "model", "max_tokens": 24576, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
-    ),
-    "ours-packed-flex": (
-        "ours",
-        {
-            "compile": "model",
-            "max_tokens": 16384,
-            "pack_length": 2048,
-            "checkpointing": False,
-            "dropout": 0.0,
-            "attn": "flex_attention",
-        },
-    ),
-    "ours-packed-cudagraphs": (
-        "ours",
-        {
-            "compile": "model",
-            "mode": "reduce-overhead",
-            "max_tokens": 16384,
-            "pack_length": 512,
-            "checkpointing": False,
-            "dropout": 0.0,
-        },
-    ),
+    "ours-packed-layers-cudagraphs": ours("layers", 16384, 512, dropout=0.0, mode="reduce-overhead"),
+    "ours-packed": ours("model", 16384, 512),
+    "ours-packed-nodrop": ours("model", 16384, 512, dropout=0.0),
+    "ours-packed-nodrop-24k": ours("model", 24576, 512, dropout=0.0),
+    "ours-packed-flex": ours("model", 16384, 2048, dropout=0.0, attn="flex_attention"),
+    "ours-packed-cudagraphs": ours("model", 16384, 512, dropout=0.0, mode="reduce-overhead"),
     # Candidates for a preset under 12 GiB.
-    "ours-packed-small": (
-        "ours",
-        {"compile": "model", "max_tokens": 4096, "pack_length": 512, "checkpointing": False, "dropout": 0.0},
-    ),
-    "ours-packed-ckpt": (
-        "ours",
-        {"compile": "model", "max_tokens": 16384, "pack_length": 512, "checkpointing": True, "dropout": 0.0},
-    ),
+    "ours-packed-small": ours("model", 4096, 512, dropout=0.0),
+    "ours-packed-ckpt": ours("model", 16384, 512, checkpointing=True, dropout=0.0),
 }
 
 
@@ -279,7 +220,7 @@ def run_ours(args, options: dict):
     scratch = tempfile.TemporaryDirectory(prefix="bench-train-")
     module = QLoRAModule(
         model=args.model_dir,
-        lora=LoraArgs(r=16, alpha=32, dropout=options.get("dropout", 0.05), target_modules=LINEARS),
+        lora=LoraArgs(r=16, alpha=32, dropout=options["dropout"], target_modules=LINEARS),
         adapter_dir=str(Path(scratch.name) / "adapter"),
         gradient_checkpointing=options["checkpointing"],
         attn_implementation=options.get("attn", "sdpa"),

@@ -20,22 +20,13 @@ from callbacks.lightning_internals import validate_after_this_batch
 
 
 def log_point(trainer: L.Trainer) -> bool:
-    """True when the optimizer step just taken is one of every ``trainer.log_every_n_steps``.
-
-    Args:
-        trainer: the running Trainer, right after an optimizer step.
-    """
+    """True when the optimizer step just taken is one of every ``trainer.log_every_n_steps``."""
     every = trainer.log_every_n_steps
     return every > 0 and trainer.global_step > 0 and trainer.global_step % every == 0
 
 
 def log_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    """Write scalars to every logger at the optimizer step (``trainer.global_step``).
-
-    Args:
-        trainer: the running Trainer.
-        metrics: scalar values by their one name (``train/loss``, ...).
-    """
+    """Write scalars to every logger at the optimizer step (``trainer.global_step``)."""
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
 

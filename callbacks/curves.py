@@ -35,9 +35,7 @@ class Run:
 def read_run(folder: str | Path, label: str | None = None) -> Run:
     """``train/loss`` and ``val/loss`` from the event files directly in ``folder``; later files win.
 
-    Args:
-        folder: a run's TensorBoard folder (``logs/<name>/version_N``).
-        label: the run's name in the legend; default the folder's last two path parts.
+    ``label`` names the run in the legend; by default the folder's last two path parts.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -56,11 +54,7 @@ def read_run(folder: str | Path, label: str | None = None) -> Run:
 
 
 def find_runs(folders: Iterable[str | Path]) -> list[Run]:
-    """Every run under ``folders``: each folder that holds event files, in the order given.
-
-    Args:
-        folders: run folders, or parents of run folders (``logs/quickstart``).
-    """
+    """Every run under ``folders``: each folder that holds event files, in the order given."""
     found: list[Path] = []
     for folder in folders:
         dirs = sorted({p.parent for p in Path(folder).rglob(EVENTS)})
@@ -172,12 +166,7 @@ def _annotate_ends(ax, steps: Sequence[int], values: Sequence[float], color: str
 
 
 def save(fig, *paths: str | Path) -> list[Path]:
-    """Write the figure to each path; the format follows the suffix (``.png``, ``.svg``, ``.pdf``).
-
-    Args:
-        fig: a figure from ``draw``.
-        paths: files to write; their folders are created.
-    """
+    """Write the figure to each path; the format follows the suffix (``.png``, ``.svg``, ``.pdf``)."""
     written = []
     for path in map(Path, paths):
         path.parent.mkdir(parents=True, exist_ok=True)

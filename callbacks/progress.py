@@ -114,10 +114,6 @@ class StepProgress(TQDMProgressBar):
 def add_default_progress(trainer_defaults: dict, trainer_config: Any) -> None:
     """Add a :class:`StepProgress` to ``trainer_defaults["callbacks"]`` unless the config turns the bar off
     or configures a progress bar of its own.
-
-    Args:
-        trainer_defaults: LightningCLI's ``trainer_defaults``, changed in place.
-        trainer_config: the parsed ``trainer`` section (``enable_progress_bar``, ``callbacks``).
     """
     if getattr(trainer_config, "enable_progress_bar", None) is False:
         return

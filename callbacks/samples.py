@@ -73,12 +73,7 @@ class ValidationSamples(Callback):
 
 
 def pick_evenly(items: list, n: int) -> list:
-    """``n`` items spread evenly over ``items``, first one included, in order (all if fewer).
-
-    Args:
-        items: the pool.
-        n: how many to pick.
-    """
+    """``n`` items spread evenly over ``items``, first one included, in order (all if fewer)."""
     if n >= len(items):
         return list(items)
     return [items[i * len(items) // n] for i in range(n)]

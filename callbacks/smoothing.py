@@ -12,12 +12,7 @@ from collections.abc import Sequence
 
 
 def rolling_mean(values: Sequence[float], window: int = 6) -> list[float]:
-    """Mean of each value and the ``window - 1`` values before it (fewer at the start).
-
-    Args:
-        values: the logged points, oldest first.
-        window: how many points each mean covers; 1 returns the values unchanged.
-    """
+    """Mean of each value and the ``window - 1`` values before it (fewer at the start)."""
     if window < 1:
         raise ValueError(f"smoothing window must be >= 1, got {window}")
     # Summing each window afresh (not a running total) keeps every point exact to float rounding.

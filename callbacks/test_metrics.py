@@ -3,8 +3,8 @@
     python train.py test --config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt \\
         --trainer.callbacks+=callbacks.test_metrics.TestGenerationMetrics
 
-The scores come from ``eval.metrics``, the same code as ``python -m eval``; summaries are decoded
-greedily with ``model.generation.generate_summaries`` from the training prompt format.
+The scores come from ``eval.metrics``, the same code as ``python -m eval``; summaries are the module's
+own greedy ``summarize`` of the training prompt format (a subclass's, if it has one).
 """
 
 from __future__ import annotations
@@ -60,31 +60,15 @@ class TestGenerationMetrics(L.Callback):
             check_resources(self.args)  # a missing encoder or WordNet fails before the test loop, not after
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from model.generation import generate_summaries
-
         datamodule = trainer.datamodule
-        if (
-            datamodule is None
-            or not hasattr(datamodule, "encoder")
-            or "test" not in getattr(datamodule, "examples", {})
-        ):
+        if not hasattr(datamodule, "encoder") or "test" not in getattr(datamodule, "examples", {}):
             raise RuntimeError("TestGenerationMetrics needs a DialogSumDataModule-like datamodule (examples + encoder)")
         examples = datamodule.examples["test"][: self.limit]
         # Each rank decodes its share; the summaries are gathered so every rank scores the whole set.
         rank, world = trainer.global_rank, trainer.world_size
         mine = list(range(rank, len(examples), world))
         prompts = [datamodule.encoder.prompt_ids(examples[i].dialogue)[0] for i in mine]
-        max_new = self.max_new_tokens or pl_module.max_new_tokens
-        # transformers' generate: capturing a CUDA graph of the 4-bit PEFT model inside the Trainer is untested.
-        decode = lambda: generate_summaries(  # noqa: E731
-            pl_module.model,
-            pl_module.tokenizer,
-            prompts,
-            max_new,
-            self.batch_size,
-            decoder="generate",
-            stop_bias=getattr(pl_module, "stop_bias", 0.0),
-        )
+        decode = lambda: pl_module.summarize(prompts, self.batch_size, self.max_new_tokens)  # noqa: E731
         summaries = {"fine_tuned": self._gather(decode(), mine, len(examples), world)}
         if self.compare_base:
             with pl_module.model.disable_adapter():

@@ -84,14 +84,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def build_app(model: AppModel, examples: list[DemoExample], report: dict | None, report_path: Path | None):
-    """The two tabs: Summarize, and Evaluation report.
-
-    Args:
-        model: the loaded run.
-        examples: conversations to click.
-        report: a report from ``eval.report_browser.read_report``, or None.
-        report_path: where it came from (shown on the page).
-    """
+    """The two tabs: Summarize, and Evaluation report."""
     import gradio as gr
 
     weights = model.run.adapter or model.run.ckpt_path

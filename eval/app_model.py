@@ -41,11 +41,7 @@ class DemoExample:
 
 
 def locate_weights(path: str) -> tuple[str | None, str | None]:
-    """``(ckpt_path, adapter)`` for a run folder, an adapter folder or a Lightning checkpoint.
-
-    Args:
-        path: ``<run>`` (its ``adapter/``, else its ``checkpoints/last.ckpt``), ``<run>/adapter`` or a ``.ckpt``.
-    """
+    """``(ckpt_path, adapter)`` for a run folder, an adapter folder or a Lightning checkpoint."""
     where = Path(path)
     if where.is_file():
         return str(where), None
@@ -74,10 +70,6 @@ def check_dialogue(dialogue: str, encoder) -> InputCheck:
 
     A conversation somewhat over the prompt's room is summarized as training and ``python -m eval``
     saw such dialogues: cut at the end. One over twice the room is refused: most of it would be lost.
-
-    Args:
-        dialogue: the text from the page.
-        encoder: the run's ``PromptEncoder`` (its ``max_length`` bounds the prompt, as in training).
     """
     if not dialogue or not dialogue.strip():
         return InputCheck("Paste a conversation first: the text box is empty.", refused=True)
@@ -159,19 +151,13 @@ class AppModel:
         return Summaries(base[0], tuned[0], timings["base_generate_s"], timings["tuned_generate_s"])
 
     def examples(self, plain: int = 3, stress: int = 4) -> list[DemoExample]:
-        """Conversations to click that fit the run's prompts whole: enterprise test dialogues, then stress scenarios."""
+        """Conversations to click that fit the run's prompts whole: its local sources' test dialogues, then stress."""
         return demo_examples(self.run, lambda text: not self.check(text).message, plain, stress)
 
 
 def demo_examples(run: Run, fits: Callable[[str], bool], plain: int = 3, stress: int = 4) -> list[DemoExample]:
-    """The first ``plain`` test dialogues of the run's local sources and the first stress scenario of ``stress`` categories.
-
-    Args:
-        run: the run (its sources' test and stress splits).
-        fits: whether a dialogue may be shown (e.g. fits the prompt uncut).
-        plain: test dialogues.
-        stress: stress scenarios, one per category.
-    """
+    """The first ``plain`` test dialogues of the run's local sources that ``fits``, and one stress scenario of each
+    of ``stress`` categories."""
     local = [(n, s) for n, s in run.data.sources.items() if has_split(s, "test") and has_split(s, "stress")]
     tests = [e for name, source in local for e in load_split(source, "test", name) if fits(e.dialogue)]
     chosen = [DemoExample(e.topic or e.id, e.dialogue) for e in tests[:plain]]

@@ -13,52 +13,19 @@ from pathlib import Path
 OPTION = "--bertscore_model"
 
 
-def bertscore_f1(
-    predictions: list[str],
-    references: list[list[str]],
-    model: str,
-    num_layers: int | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
-) -> list[float]:
-    """BERTScore F1 (x100) per example: the best-matching reference's, no baseline rescaling.
-
-    Args:
-        predictions: one generated summary per example.
-        references: the human summaries of each example.
-        model: encoder Hub name or local folder.
-        num_layers: encoder layer to compare; None: bert_score's choice for known names, else the last.
-        batch_size: sentences per encoder batch.
-        device: ``cpu``, ``cuda``...; None picks CUDA when available.
-    """
-    scorer = _scorer(model, resolve_layers(model, num_layers), batch_size, device)
-    # A list of reference lists makes bert_score keep each prediction's best reference.
-    _, _, f1 = scorer.score(predictions, [list(refs) for refs in references], batch_size=batch_size)
-    return [100 * float(x) for x in f1]
-
-
 def bertscore_pairs(predictions: list[str], references: list[str], args) -> list[dict[str, float]]:
-    """``{"bertscore_f1": F1 x100}`` of each prediction against its reference, all pairs in one encoder pass.
+    """``{"bertscore_f1": F1 x100}`` of each prediction against its reference, no baseline rescaling.
 
-    Args:
-        predictions: generated summaries.
-        references: one human summary per prediction.
-        args: ``eval.metrics.MetricArgs``: the encoder, its layer, batch size and device.
+    ``args`` (``eval.metrics.MetricArgs``) names the encoder, its layer, batch size and device.
     """
-    pairs = [[r] for r in references]
-    f1 = bertscore_f1(
-        predictions, pairs, args.bertscore_model, args.bertscore_layers, args.bertscore_batch_size, args.device
-    )
-    return [{"bertscore_f1": s} for s in f1]
+    model = args.bertscore_model
+    scorer = _scorer(model, resolve_layers(model, args.bertscore_layers), args.bertscore_batch_size, args.device)
+    _, _, f1 = scorer.score(predictions, references, batch_size=args.bertscore_batch_size)  # all pairs in one pass
+    return [{"bertscore_f1": 100 * float(x)} for x in f1]
 
 
 def resolve_layers(model: str, num_layers: int | None) -> int:
-    """The encoder layer to use: the given one, bert_score's tuned one, or a local folder's last.
-
-    Args:
-        model: encoder Hub name or local folder.
-        num_layers: the layer asked for, or None.
-    """
+    """The encoder layer to use: the given one, bert_score's tuned one, or a local folder's last."""
     if num_layers is not None:
         return num_layers
     from bert_score.utils import model2layers
@@ -72,11 +39,7 @@ def resolve_layers(model: str, num_layers: int | None) -> int:
 
 
 def check_encoder(model: str) -> list[str]:
-    """Problems loading the encoder (empty when it loads); cheap: reads only its config.
-
-    Args:
-        model: encoder Hub name or local folder.
-    """
+    """Problems loading the encoder (empty when it loads); cheap: reads only its config."""
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

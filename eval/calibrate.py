@@ -8,7 +8,7 @@ wanted are shorter (DialogSum's validation and test references are shorter than 
 a positive ``stop_bias`` ends each at an earlier sentence end. This decodes the validation split
 with the fine-tuned model once per bias, scores ROUGE and the length ratio, prints the table, and
 names the bias whose length ratio is closest to ``--target``. The test split stays unseen; pass the
-chosen bias to ``python -m eval --stop_bias`` or set ``model.stop_bias`` in the config.
+chosen bias to ``python -m eval --model.stop_bias`` or set ``model.stop_bias`` in the config.
 Writes calibration.json and calibration.md into --out (default <run>/eval/calibration).
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import textwrap
@@ -85,26 +86,14 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
 def summarize(
     loaded: LoadedModel, dialogues: list[str], max_new_tokens: int, stop_bias: float = 0.0
 ) -> list[tuple[str, str]]:
-    """(base, fine-tuned) summaries of each dialogue, in the training prompt format.
-
-    Args:
-        loaded: the model from ``model.trained_run.load_model``.
-        dialogues: conversations as text, one turn a line.
-        max_new_tokens: summary length bound.
-        stop_bias: added to the end tokens' logits (``model.generation``).
-    """
+    """(base, fine-tuned) summaries of each dialogue, in the training prompt format."""
     prompts = [loaded.encoder.prompt_ids(d)[0] for d in dialogues]
     base, tuned = generate_pair(loaded, prompts, max_new_tokens, batch_size=8, progress=False, stop_bias=stop_bias)
     return list(zip(base, tuned, strict=True))
 
 
 def read_dialogues(source: str | None, stdin: TextIO) -> list[str]:
-    """Conversations from a .jsonl file (``dialogue`` field) or text separated by ``---`` lines.
-
-    Args:
-        source: a file path; None or ``-`` reads ``stdin``.
-        stdin: the stream read for ``-``.
-    """
+    """Conversations from a .jsonl file (``dialogue`` field) or text separated by ``---`` lines; None or - is stdin."""
     if source not in (None, "-"):
         path = Path(source)
         if not path.is_file():
@@ -117,15 +106,7 @@ def read_dialogues(source: str | None, stdin: TextIO) -> list[str]:
         text = path.read_text(encoding="utf-8")
     else:
         text = stdin.read()
-    chunks, current = [], []
-    for line in text.splitlines():
-        if line.strip() == SEPARATOR:
-            chunks.append("\n".join(current))
-            current = []
-        else:
-            current.append(line)
-    chunks.append("\n".join(current))
-    dialogues = [c.strip() for c in chunks if c.strip()]
+    dialogues = [c.strip() for c in re.split(rf"^[ \t]*{SEPARATOR}[ \t]*$", text, flags=re.M) if c.strip()]
     if not dialogues:
         raise DataError("no conversation in the input; give text, conversations separated by '---' lines")
     return dialogues

@@ -25,12 +25,7 @@ class Facts:
 
 
 def summary_html(summary: str, facts: Facts | None = None) -> str:
-    """The summary escaped for HTML, with the stress facts marked and a checklist under it when ``facts`` is given.
-
-    Args:
-        summary: the generated summary.
-        facts: the scenario's facts; None for a conversation that is not a stress scenario.
-    """
+    """The summary escaped for HTML, with the stress facts marked and a checklist under it when ``facts`` is given."""
     if not summary.strip():
         return '<div class="summary"><em>(empty summary)</em></div>'
     if facts is None:
@@ -57,12 +52,7 @@ def summary_html(summary: str, facts: Facts | None = None) -> str:
 
 
 def fact_spans(summary: str, facts: list[list[str]]) -> list[tuple[int, int]]:
-    """Where any form of any of ``facts`` occurs in ``summary`` (case-insensitive), overlaps merged, in order.
-
-    Args:
-        summary: the text searched.
-        facts: facts, each a list of alternative forms.
-    """
+    """Where any form of any of ``facts`` occurs in ``summary`` (case-insensitive), overlaps merged, in order."""
     text = summary.lower()
     found = []
     for fact in facts:

@@ -9,15 +9,8 @@ A metric from outside the project needs no edit here: name it in ``--metrics`` (
 ``TestGenerationMetrics(metrics=...)``) as ``module:attribute`` or ``module.attribute``, e.g.
 ``--metrics rouge,bleu,my_lab.metrics:exact_match``. The module is imported (its folder must be on
 ``PYTHONPATH``) and the attribute must be a :class:`Metric`; anything else stops the run with one
-line. The name is saved in report.json, so ``eval.rescore`` imports it again::
-
-    # my_lab/metrics.py
-    from eval.metrics import Metric, Score
-
-    def exact(predictions, references, args):  # aligned (prediction, reference) pairs
-        return [{"exact_match": 100.0 * (p.strip() == r.strip())} for p, r in zip(predictions, references)]
-
-    exact_match = Metric("Exact match", (Score("exact_match", "Exact match"),), exact)
+line. The name is saved in report.json, so ``eval.rescore`` imports it again. docs/extending.md
+has a worked example.
 
 Several references per example (DialogSum's test split has three): a per-reference metric
 (ROUGE, METEOR, BERTScore) scores each (prediction, reference) pair, and an example's scores are
@@ -206,13 +199,7 @@ def check_resources(args: MetricArgs) -> None:
 def compute_metrics(
     predictions: list[str], references: list[list[str]], args: MetricArgs | None = None
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """Corpus scores and per-example scores of ``predictions`` against their references.
-
-    Args:
-        predictions: one generated summary per example.
-        references: the human summaries of each example (one or more).
-        args: which metrics, how references combine, and the BERTScore encoder.
-    """
+    """Corpus scores and per-example scores of ``predictions`` against their references."""
     args = args or MetricArgs()
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
@@ -239,12 +226,6 @@ def subset_scores(
     """Corpus scores of some of the examples, as an evaluation of those alone gives them.
 
     Per-reference metrics are averaged from the examples' ``rows``; set-level ones are computed again.
-
-    Args:
-        predictions: the examples' summaries.
-        references: their human summaries.
-        rows: their per-example scores from :func:`compute_metrics`.
-        args: the settings those scores were computed with.
     """
     corpus: dict[str, float] = {}
     for metric in args.chosen():
@@ -265,12 +246,7 @@ def score_of(key: str) -> Score:
 
 
 def describe_references(combine: str, keys: list[str]) -> str:
-    """One line telling a reader of a metrics table how its scores used several references.
-
-    Args:
-        combine: the ``references`` setting.
-        keys: the scores the table shows.
-    """
+    """One line telling a reader of a metrics table how its scores used several references."""
     present = [m for m in (*BUILTIN.values(), *_LOADED.values()) if set(m.keys) & set(keys)]
     titles = [m.title for m in present if m.per_reference]
     notes = [m.references_note for m in present if m.references_note]

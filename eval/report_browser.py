@@ -28,11 +28,7 @@ def find_report(run_dir: Path) -> Path | None:
 
 
 def read_report(path: str | Path) -> dict:
-    """The report in ``path``, checked for the per-example rows the table needs.
-
-    Args:
-        path: a ``report.json`` written by ``python -m eval`` or ``python -m eval.rescore``.
-    """
+    """The report in ``path``, checked for the per-example rows the table needs."""
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"--report {path}: file not found; give a report.json written by python -m eval")
@@ -56,11 +52,7 @@ def score_column(model: str, score: str) -> str:
 
 
 def report_rows(report: dict) -> pd.DataFrame:
-    """One row per evaluated example: id, source, Human / Base / Fine-tuned, then each model's per-example scores.
-
-    Args:
-        report: from :func:`read_report`.
-    """
+    """One row per evaluated example: id, source, Human / Base / Fine-tuned, then each model's per-example scores."""
     records = []
     for row in report["per_example"]:
         record = {"id": row["id"], "source": row.get("source", ""), "Human": row["references"][0]}
@@ -91,14 +83,7 @@ def shown(name: str) -> bool:
 
 
 def select_rows(rows: pd.DataFrame, source: str = ALL_SOURCES, sort_by: str = "id", descending: bool = False):
-    """The rows of one source (or all), sorted by a column.
-
-    Args:
-        rows: from :func:`report_rows`.
-        source: a source label, or :data:`ALL_SOURCES`.
-        sort_by: a column title (see :func:`sort_choices`).
-        descending: highest first.
-    """
+    """The rows of one source (or :data:`ALL_SOURCES`), sorted by a column title (see :func:`sort_choices`)."""
     if source != ALL_SOURCES:
         rows = rows[rows["source"] == source]
     if sort_by not in rows.columns:

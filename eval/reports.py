@@ -20,17 +20,11 @@ MODELS = {"base": "Base", "fine_tuned": "Fine-tuned"}
 def add_scores(
     report: dict, examples: list[Example], summaries: dict[str, list[str]], metric_args: MetricArgs
 ) -> list[dict]:
-    """Score each model's summaries into ``report`` and return the side-by-side rows.
+    """Score each model's summaries (``summaries[model]``, one per example) into ``report``; return the samples.
 
     Fills ``metrics`` (corpus scores per model), ``improvement``, ``per_example`` (each
     example's dialogue, references, summaries and scores: all that rescoring needs) and, when the
     examples come from more than one source, ``metrics_by_source`` (source -> model -> scores).
-
-    Args:
-        report: the report being built; its other keys are left alone.
-        examples: the evaluated examples, with their references.
-        summaries: model key (``base``, ``fine_tuned``) -> one summary per example.
-        metric_args: which metrics, and how references combine.
     """
     references = [list(e.summaries) for e in examples]
     scores = {}
@@ -65,15 +59,7 @@ def source_scores(
     source: str,
     metric_args: MetricArgs,
 ) -> dict[str, dict[str, float]]:
-    """Corpus scores of each model on the examples of one source, each as an evaluation of that source alone.
-
-    Args:
-        examples: every evaluated example.
-        summaries: model key -> one summary per example.
-        scores: model key -> per-example scores from ``compute_metrics``.
-        source: the source label to keep (``dialogsum``, ``enterprise``).
-        metric_args: which metrics were computed, and how.
-    """
+    """Corpus scores of each model on the examples of one source, each as an evaluation of that source alone."""
     keep = [i for i, e in enumerate(examples) if e.source == source]
     references = [list(examples[i].summaries) for i in keep]
     return {
@@ -83,12 +69,7 @@ def source_scores(
 
 
 def improvements(base: dict[str, float], tuned: dict[str, float]) -> dict[str, dict[str, float | None]]:
-    """Absolute and relative (%) change from base to fine-tuned, per metric.
-
-    Args:
-        base: the base model's corpus scores.
-        tuned: the fine-tuned model's corpus scores.
-    """
+    """Absolute and relative (%) change from base to fine-tuned corpus scores, per metric."""
     out = {}
     for name in (n for n in base if n in tuned):
         delta = tuned[name] - base[name]
@@ -97,13 +78,7 @@ def improvements(base: dict[str, float], tuned: dict[str, float]) -> dict[str, d
 
 
 def metrics_markdown(base: dict[str, float], tuned: dict[str, float], header: str = "") -> str:
-    """The metrics table: base, fine-tuned, absolute and relative change.
-
-    Args:
-        base: the base model's corpus scores.
-        tuned: the fine-tuned model's corpus scores.
-        header: lines printed above the table (what was evaluated).
-    """
+    """The metrics table: base, fine-tuned, absolute and relative change, under ``header`` (what was evaluated)."""
     lines = [header, ""] if header else []
     lines += ["| metric | Base | Fine-tuned | change | relative |", "| --- | ---: | ---: | ---: | ---: |"]
     changes = improvements(base, tuned)
@@ -120,11 +95,7 @@ def metrics_markdown(base: dict[str, float], tuned: dict[str, float], header: st
 
 
 def footnote(keys: list[str]) -> str:
-    """What the scores in a table mean and which way each is better, from the registry.
-
-    Args:
-        keys: the scores the table shows.
-    """
+    """What the scores ``keys`` of a table mean and which way each is better, from the registry."""
     scores = [score_of(key) for key in keys]
     notes = list(dict.fromkeys(s.note for s in scores if s.note))
     other = [
@@ -138,9 +109,7 @@ def footnote(keys: list[str]) -> str:
 def metrics_table(report: dict) -> str:
     """metrics.md for ``report``: its title, how several references were used, then the table.
 
-    Args:
-        report: with ``title``, ``metrics`` per model and ``settings.metric_args.references``
-            (reports written before that setting existed used ``best``).
+    Reports written before ``settings.metric_args.references`` existed used ``best``.
     """
     corpus = report.get("metrics", {})
     base, tuned = corpus.get("base", {}), corpus.get("fine_tuned", {})
@@ -154,13 +123,7 @@ def metrics_table(report: dict) -> str:
 
 
 def sample_rows(examples: list[Example], summaries: dict[str, list[str]], scores: dict[str, list[dict]]) -> list[dict]:
-    """One flat row per example: dialogue, human summaries, each model's summary and its scores.
-
-    Args:
-        examples: the evaluated examples.
-        summaries: model key -> one summary per example.
-        scores: model key -> per-example scores from ``compute_metrics``.
-    """
+    """One flat row per example: dialogue, human summaries, each model's summary and its scores."""
     rows = []
     for i, example in enumerate(examples):
         row = {"id": example.id, "source": example.source, "dialogue": example.dialogue, "human": example.summaries[0]}
@@ -224,14 +187,7 @@ def samples_html(rows: list[dict], title: str, metrics_md: str = "") -> str:
 
 
 def write_reports(out_dir: Path, report: dict, rows: list[dict], stress_md: str | None = None) -> dict[str, Path]:
-    """Write every report file into ``out_dir`` and return them by kind.
-
-    Args:
-        out_dir: the folder (created if needed).
-        report: every number (settings, corpus scores, per-example scores, stress), saved as JSON.
-        rows: the side-by-side rows from :func:`sample_rows`.
-        stress_md: the stress report as Markdown, when a stress test ran.
-    """
+    """Write report.json, metrics.md, the samples (``rows`` from :func:`sample_rows`) and stress.md into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "json": out_dir / "report.json",

@@ -97,11 +97,7 @@ def rescore(args: argparse.Namespace) -> dict:
 
 
 def read_report(path: Path) -> dict:
-    """The report at ``path``, checked to hold what rescoring needs: references and both summaries.
-
-    Args:
-        path: a report.json of ``python -m eval``.
-    """
+    """The report at ``path``, checked to hold what rescoring needs: references and both summaries."""
     if not path.is_file():
         raise ReportError(f"{path}: no such file; give the report.json written by python -m eval")
     try:
@@ -124,12 +120,7 @@ def read_report(path: Path) -> dict:
 
 
 def merged_metric_args(saved: dict, args: argparse.Namespace) -> MetricArgs:
-    """The report's metric settings with the command line's on top (the device is never inherited).
-
-    Args:
-        saved: the report's ``settings.metric_args``.
-        args: the parsed command line.
-    """
+    """The report's metric settings with the command line's on top (the device is never inherited)."""
     settings = {key: saved[key] for key in ("metrics", "bertscore_model", "bertscore_batch_size") if key in saved}
     settings["bertscore_layers"] = saved.get("bertscore_layers")
     settings["references"] = saved.get("references", "best")  # reports before the setting used best

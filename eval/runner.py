@@ -10,13 +10,7 @@ from model.trained_run import LoadedModel
 
 
 def read_examples(data, split: str, limit: int | None = None) -> list[Example]:
-    """The examples of ``split`` from each of the data module's sources (the first ``limit`` of each).
-
-    Args:
-        data: the run's data module (``DialogSumDataModule`` or a subclass).
-        split: ``train``, ``validation`` or ``test``.
-        limit: examples kept per source; None keeps all.
-    """
+    """The examples of ``split`` from each of the data module's sources (the first ``limit`` of each)."""
     examples = data.read_split(split)
     if limit is not None:
         seen: dict[str, int] = {}
@@ -53,58 +47,33 @@ def generate_pair(
     The base is the fine-tuned model with its adapter disabled. With ``merged`` weights the LoRA
     wrappers are taken off the dense base for the base pass and the adapter is then folded into the
     same weight tensors, so the fine-tuned pass runs without LoRA's extra matmuls, through the very
-    modules (and compiled decode step) of the base pass.
-
-    Args:
-        loaded: the model from ``model.trained_run.load_model``.
-        prompts: token ids of each prompt.
-        max_new_tokens: the most tokens a summary may have.
-        batch_size: prompts decoded together.
-        progress: show a progress bar.
-        decoder: see ``model.generation.DECODERS``; ``auto`` replays a CUDA graph of a static-cache decoder on CUDA.
-        stop_bias: added to the end tokens' logits in both passes (``model.generation``).
+    modules (and compiled decode step) of the base pass. The decoding arguments are those of
+    ``model.generation.generate_summaries``; the seconds of each pass go into ``loaded.timings``.
     """
     from model.generation import generate_summaries
 
     module = loaded.module
     if loaded.merged:
         raise RuntimeError("the adapter is already merged into the base; reload the model to make base summaries again")
-    start = time.perf_counter()
+
+    def timed(label: str, key: str) -> list[str]:
+        start = time.perf_counter()
+        texts = generate_summaries(
+            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and label, decoder, stop_bias
+        )
+        loaded.timings[key] = time.perf_counter() - start
+        return texts
+
     if loaded.weights == "merged":
         from model.merge import detach_lora
 
         module.model, lora = detach_lora(module.model)
         loaded.merged = True
-        base = generate_summaries(
-            module.model, module.tokenizer, prompts, max_new_tokens, batch_size, progress and "base", decoder, stop_bias
-        )
-        loaded.timings["base_generate_s"] = time.perf_counter() - start
+        base = timed("base", "base_generate_s")
         start = time.perf_counter()
         lora.merge()
         loaded.timings["merge_s"] = time.perf_counter() - start
     else:
         with module.model.disable_adapter():
-            base = generate_summaries(
-                module.model,
-                module.tokenizer,
-                prompts,
-                max_new_tokens,
-                batch_size,
-                progress and "base",
-                decoder,
-                stop_bias,
-            )
-        loaded.timings["base_generate_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    tuned = generate_summaries(
-        module.model,
-        module.tokenizer,
-        prompts,
-        max_new_tokens,
-        batch_size,
-        progress and "fine-tuned",
-        decoder,
-        stop_bias,
-    )
-    loaded.timings["tuned_generate_s"] = time.perf_counter() - start
-    return base, tuned
+            base = timed("base", "base_generate_s")
+    return base, timed("fine-tuned", "tuned_generate_s")

@@ -26,12 +26,7 @@ _WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
 
 def rouge_pairs(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
-    """ROUGE-1/2/L/Lsum F-measure (x100) of each prediction against its reference, Porter-stemmed.
-
-    Args:
-        predictions: generated summaries.
-        references: one human summary per prediction.
-    """
+    """ROUGE-1/2/L/Lsum F-measure (x100) of each prediction against its reference, Porter-stemmed."""
     scorer = _rouge_scorer()
     out = []
     for pred, ref in zip(predictions, references, strict=True):
@@ -42,21 +37,12 @@ def rouge_pairs(predictions: list[str], references: list[str]) -> list[dict[str,
 
 
 def split_sentences(text: str) -> str:
-    """``text`` with one sentence per line, split after ``.``, ``!`` or ``?`` and whitespace.
-
-    Args:
-        text: a summary.
-    """
+    """``text`` with one sentence per line, split after ``.``, ``!`` or ``?`` and whitespace."""
     return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
 
 
 def bleu_score(predictions: list[str], references: list[list[str]]) -> float:
-    """sacrebleu corpus BLEU (0-100), each reference a stream.
-
-    Args:
-        predictions: one generated summary per example.
-        references: the human summaries of each example; their number may vary.
-    """
+    """sacrebleu corpus BLEU (0-100), each reference a stream."""
     import sacrebleu
 
     streams = max(len(refs) for refs in references)
@@ -66,12 +52,7 @@ def bleu_score(predictions: list[str], references: list[list[str]]) -> float:
 
 
 def meteor_pairs(predictions: list[str], references: list[str]) -> list[float]:
-    """nltk METEOR (x100) of each prediction against its reference; needs WordNet (``NLTK_DATA``).
-
-    Args:
-        predictions: generated summaries; an empty one scores 0.
-        references: one human summary per prediction.
-    """
+    """nltk METEOR (x100) of each prediction against its reference (an empty one scores 0); needs WordNet."""
     from nltk.translate.meteor_score import single_meteor_score
 
     stemmer, wordnet = _stemmer(), _wordnet()
@@ -118,21 +99,12 @@ def _rouge_scorer():
 
 
 def words(text: str) -> list[str]:
-    """Word and punctuation tokens, as METEOR compares them (a regex: no punkt needed).
-
-    Args:
-        text: a summary.
-    """
+    """Word and punctuation tokens, as METEOR compares them (a regex: no punkt needed)."""
     return _WORD.findall(text)
 
 
 def length_ratio(predictions: list[str], references: list[list[str]]) -> float:
-    """Words generated / words in the references (each example's references averaged), set-wide.
-
-    Args:
-        predictions: one generated summary per example.
-        references: the human summaries of each example.
-    """
+    """Words generated / words in the references (each example's references averaged), set-wide."""
     generated = sum(len(p.split()) for p in predictions)
     human = sum(fmean(len(r.split()) for r in refs) for refs in references)
     return generated / human if human else 0.0

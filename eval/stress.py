@@ -33,13 +33,7 @@ class FactCheck:
 
 
 def check_summary(summary: str, must_state: list[list[str]], must_not_state: list[list[str]]) -> FactCheck:
-    """Check one summary against its fact lists.
-
-    Args:
-        summary: the generated summary.
-        must_state: facts the summary has to contain (any one form of each).
-        must_not_state: facts it must not contain (no form of any).
-    """
+    """Check one summary: it must contain some form of each ``must_state`` fact, no form of a ``must_not_state`` one."""
     text = summary.lower()
     stated = lambda fact: any(form.lower() in text for form in fact)  # noqa: E731
     return FactCheck(
@@ -49,11 +43,7 @@ def check_summary(summary: str, must_state: list[list[str]], must_not_state: lis
 
 
 def read_stress(path: str | Path) -> list[Example]:
-    """The stress dialogues, each checked for well-formed ``must_state``/``must_not_state`` lists.
-
-    Args:
-        path: a jsonl/csv/parquet file of stress rows.
-    """
+    """The stress dialogues, each checked for well-formed ``must_state``/``must_not_state`` lists."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: stress file not found; set --stress to a file or to none")
@@ -74,12 +64,7 @@ def read_stress(path: str | Path) -> list[Example]:
 
 
 def stress_report(examples: list[Example], summaries: dict[str, list[str]]) -> dict:
-    """Pass rates and per-scenario verdicts for each model's summaries.
-
-    Args:
-        examples: the stress dialogues.
-        summaries: model label (``base``, ``fine_tuned``) -> one summary per example.
-    """
+    """Pass rates and per-scenario verdicts for each model's summaries."""
     scenarios = []
     passes = dict.fromkeys(summaries, 0)
     for i, example in enumerate(examples):

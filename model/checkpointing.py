@@ -59,9 +59,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from None
 
     def load_checkpoint(self, path, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if (
-            "://" in str(path) or kwargs.get("weights_only") is False
-        ):  # remote, or --weights_only false: the user's call
+        if "://" in str(path) or kwargs.get("weights_only") is False:  # remote, or --weights_only false: user's call
             return super().load_checkpoint(path, *args, **kwargs)
         try:
             return load_checkpoint(path)

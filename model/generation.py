@@ -43,20 +43,12 @@ def generate_summaries(
     decoder: str = "auto",
     stop_bias: float = 0.0,
 ) -> list[str]:
-    """Decode one summary per prompt (token ids), returned in the prompts' order.
+    """Decode one summary per prompt (token ids, unpadded), returned in the prompts' order.
 
     Each summary ends before the first end token (the tokenizer's EOS, or any end token the model's
-    generation config names, e.g. a chat turn's end), or after ``max_new_tokens``.
-
-    Args:
-        model: a causal LM (or PEFT model).
-        tokenizer: its tokenizer; gives the pad and EOS ids and decodes.
-        prompts: token ids of each prompt, without padding.
-        max_new_tokens: the most tokens a summary may have.
-        batch_size: prompts decoded together.
-        progress: show a progress bar; a string labels it.
-        decoder: one of ``DECODERS`` (see the module docstring).
-        stop_bias: added to the end tokens' logits before each greedy choice; 0 is plain greedy.
+    generation config names, e.g. a chat turn's end), or after ``max_new_tokens``. ``model`` is a
+    causal LM or PEFT model; ``progress`` shows a bar (a string labels it); ``decoder`` is one of
+    ``DECODERS`` and ``stop_bias`` is added to the end tokens' logits (both in the module docstring).
     """
     ids = generate_token_ids(model, tokenizer, prompts, max_new_tokens, batch_size, progress, decoder, stop_bias)
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -173,14 +165,7 @@ class StaticDecoder:
     def decode(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, real_rows: int
     ) -> torch.Tensor:
-        """New tokens ``(rows, steps)`` of a left-padded batch; steps stop once the first ``real_rows`` have all ended.
-
-        Args:
-            input_ids: ``(rows, width)`` left-padded prompt ids.
-            attention_mask: ``(rows, width)``, 1 on real tokens.
-            max_new_tokens: the most steps.
-            real_rows: the rows that count; the rest fill the batch up.
-        """
+        """New tokens ``(rows, steps)`` of a left-padded batch; steps stop once the first ``real_rows`` have all ended."""
         rows, width = input_ids.shape
         if rows != self.rows or width + max_new_tokens > self.cache_len:
             raise ValueError(

@@ -9,7 +9,6 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import grad_norm, rank_zero_warn
-from transformers import get_constant_schedule
 
 from model.loading import LoraArgs, QuantArgs, add_lora, load_base_model
 from model.loss import masked_token_loss, target_token_loss
@@ -186,23 +185,21 @@ class QLoRAModule(L.LightningModule):
         """Greedy summaries of a batch of prompts (token id lists)."""
         return self.summarize(batch["prompts"])
 
-    def summarize(self, prompts: list[list[int]], batch_size: int = 16) -> list[str]:
-        """Greedy summaries of prompts given as token ids (see ``DialogSumDataModule.encoder``)."""
+    def summarize(self, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy summaries of prompts given as token ids (see ``DialogSumDataModule.encoder``).
+
+        ``max_new_tokens`` None is ``model.max_new_tokens``.
+        """
         from model.generation import generate_summaries
 
-        # transformers' generate: this also runs between training steps (the samples callback), where capturing
+        # transformers' generate: this also runs inside the Trainer (samples, test metrics), where capturing
         # a CUDA graph of the 4-bit PEFT model (LoRA dropout, checkpointing, compiled blocks) is untested.
         # The blocks compiled for training run eagerly here: each decoding step's KV cache would recompile
         # them up to torch._dynamo's recompile_limit, seconds per validation, before falling back to eager.
+        max_new = max_new_tokens or self.max_new_tokens
         with torch.compiler.set_stance("force_eager"):
             return generate_summaries(
-                self.model,
-                self.tokenizer,
-                prompts,
-                self.max_new_tokens,
-                batch_size,
-                decoder="generate",
-                stop_bias=self.stop_bias,
+                self.model, self.tokenizer, prompts, max_new, batch_size, decoder="generate", stop_bias=self.stop_bias
             )
 
     # ---- optimisation ---------------------------------------------------------------------------
@@ -215,6 +212,8 @@ class QLoRAModule(L.LightningModule):
             self.log("train/grad_norm", grad_norm(self, norm_type=2)["grad_2.0_norm_total"])
 
     def configure_optimizers(self):
+        from transformers import get_constant_schedule  # imports peft: seconds a bad config needn't wait
+
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         scheduler = (self.scheduler_factory or get_constant_schedule)(optimizer)

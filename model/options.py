@@ -21,13 +21,7 @@ UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)")
 
 
 def one_line(message: str, parser: Any, subcommand: str | None) -> str:
-    """jsonargparse's error ``message`` as one line, with the closest real option for an unknown one.
-
-    Args:
-        message: the ``ArgumentError`` text.
-        parser: the main parser (its subcommand parsers hold the options).
-        subcommand: ``fit``, ``test``, ... as given, or None.
-    """
+    """jsonargparse's error ``message`` as one line, with the closest real option for an unknown one."""
     sub = subcommand_parser(parser, subcommand)
     found = UNRECOGNIZED.search(message)
     if found:

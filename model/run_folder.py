@@ -18,12 +18,7 @@ def run_of_checkpoint(ckpt: Path) -> Path | None:
 
 
 def log_into_run(logger: Any, ckpt: Path) -> None:
-    """Set a configured logger's ``version`` to the checkpoint's run when that run is under its ``save_dir/name``.
-
-    Args:
-        logger: the parsed ``trainer.logger`` (a ``class_path`` / ``init_args`` namespace); others are left alone.
-        ckpt: the checkpoint given as ``--ckpt_path``.
-    """
+    """Set a configured logger's ``version`` to the checkpoint's run when that run is under its ``save_dir/name``."""
     args = getattr(logger, "init_args", None)
     run = run_of_checkpoint(ckpt)
     if run is None or args is None or not all(hasattr(args, k) for k in ("save_dir", "name", "version")):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 
 class WarmupCosine(LambdaLR):
@@ -24,6 +23,9 @@ class WarmupCosine(LambdaLR):
     def __init__(
         self, optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None, min_ratio: float = 0.1
     ) -> None:
+        # Imported here: transformers' schedules pull in peft and bitsandbytes, seconds a bad config needn't wait.
+        from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
         self.total_steps = total_steps
         schedule = get_cosine_with_min_lr_schedule_with_warmup(
             optimizer, warmup_steps, total_steps or warmup_steps + 1, min_lr_rate=min_ratio

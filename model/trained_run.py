@@ -171,19 +171,13 @@ def load_model(run: Run, weights: str = "dense", device: str = "auto") -> Loaded
 
 def load_adapter_folder(module, folder: Path) -> None:
     """Load PEFT adapter weights (``adapter_model.safetensors`` or ``.bin``) into the module's LoRA layers."""
-    import torch
     from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
 
     folder = Path(folder)
-    if (folder / "adapter_model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        weights = load_file(folder / "adapter_model.safetensors")
-    elif (folder / "adapter_model.bin").is_file():
-        weights = torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
-    else:
+    if not any((folder / f"adapter_model.{ext}").is_file() for ext in ("safetensors", "bin")):
         raise SourceError(f"--adapter {folder}: no adapter_model.safetensors or adapter_model.bin")
-    result = set_peft_model_state_dict(module.model, weights)
+    result = set_peft_model_state_dict(module.model, load_peft_weights(str(folder), device="cpu"))
     missing_lora = [k for k in result.missing_keys if "lora_" in k]
     if result.unexpected_keys or missing_lora:
         raise SourceError(

@@ -39,11 +39,8 @@ def config_problems(config: Any) -> list[str]:
     need(r is None or r >= 1, "model.lora.r", "must be >= 1")
     need(alpha is None or alpha > 0, "model.lora.alpha", "must be > 0 (2 x r is usual)")
     need(dropout is None or 0 <= dropout < 1, "model.lora.dropout", "must be in [0, 1)")
-    need(
-        config_value(config, "model.lora.target_modules", ["x"]) not in ([], ""),
-        "model.lora.target_modules",
-        "must name at least one layer",
-    )
+    targets = config_value(config, "model.lora.target_modules", ["x"])
+    need(targets not in ([], ""), "model.lora.target_modules", "must name at least one layer")
     dtype = config_value(config, "model.dtype")
     need(dtype is None or dtype in DTYPES, "model.dtype", f"must be one of {', '.join(DTYPES)}")
     quant_type = config_value(config, "model.quant.quant_type")
@@ -55,14 +52,8 @@ def config_problems(config: Any) -> list[str]:
 
     max_length = config_value(config, "data.max_length")
     need(max_length is None or max_length >= MIN_LENGTH, "data.max_length", f"must be >= {MIN_LENGTH}")
-    for key in (
-        "data.batch_size",
-        "data.eval_batch_size",
-        "data.group_batches",
-        "data.pad_to_multiple_of",
-        "data.train_limit",
-        "data.val_limit",
-    ):
+    for name in ("batch_size", "eval_batch_size", "group_batches", "pad_to_multiple_of", "train_limit", "val_limit"):
+        key = f"data.{name}"
         need(_at_least(config, key, 1), key, "must be >= 1" + (" or null (no limit)" if "limit" in key else ""))
     need(_at_least(config, "data.num_workers", 0), "data.num_workers", "must be >= 0")
     sources = config_value(config, "data.sources")
@@ -86,11 +77,8 @@ def config_problems(config: Any) -> list[str]:
     )
 
     precision = config_value(config, "trainer.precision")
-    need(
-        precision is None or str(precision) in PRECISIONS,
-        "trainer.precision",
-        "is not a precision Lightning knows (bf16-mixed, 32-true, ...)",
-    )
+    known = precision is None or str(precision) in PRECISIONS
+    need(known, "trainer.precision", "is not a precision Lightning knows (bf16-mixed, 32-true, ...)")
     need(_at_least(config, "trainer.accumulate_grad_batches", 1), "trainer.accumulate_grad_batches", "must be >= 1")
     clip = config_value(config, "trainer.gradient_clip_val")
     need(clip is None or clip >= 0, "trainer.gradient_clip_val", "must be >= 0 or null")

@@ -14,6 +14,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+# WordNet for METEOR. nltk reads NLTK_DATA once, when first imported (rouge_score imports it), so it is
+# set here, before any test: a test that sets it later is too late if another scored ROUGE first.
+os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
 DIALOGSUM = SHARED / "data" / "dialogsum"
 GPT2_TABLES = SHARED / "tokenizers" / "gpt2"
 
