@@ -121,7 +121,7 @@ def test_real_gemma3_270m_prompts_and_summaries_end_its_turn():
     from model.loss import target_token_loss
 
     tokenizer = load_tokenizer(str(GEMMA))
-    prompt = PromptFormat(**yaml.safe_load(OVERLAY.read_text())["data"]["prompt"])
+    prompt = PromptFormat(**yaml.safe_load(OVERLAY.read_text())["data"]["init_args"]["prompt"])
     row = load_split(str(DIALOGSUM), "validation", "dialogsum")[0]
     encoded = PromptEncoder(tokenizer, prompt, max_length=640).encode(row.dialogue, row.summary)
     tokens = tokenizer.convert_ids_to_tokens(encoded.input_ids)
