@@ -16,7 +16,7 @@ from datamodules.tokenizer import SourceError
 from eval.fact_marks import Facts
 from eval.runner import generate_pair, stress_files
 from eval.stress import read_stress
-from model.trained_run import LoadedModel, Run, find_run, load_model
+from model.trained_run import LoadedModel, Run, find_run, load_model, locate_weights
 
 CHARS_PER_TOKEN = 20  # far more than any tokenizer packs: longer text is refused before it is tokenized
 
@@ -38,23 +38,6 @@ class DemoExample:
     label: str
     dialogue: str
     facts: Facts | None = None
-
-
-def locate_weights(path: str) -> tuple[str | None, str | None]:
-    """``(ckpt_path, adapter)`` for a run folder, an adapter folder or a Lightning checkpoint."""
-    where = Path(path)
-    if where.is_file():
-        return str(where), None
-    if (where / "adapter_config.json").is_file():
-        return None, str(where)
-    if (where / "adapter" / "adapter_config.json").is_file():
-        return None, str(where / "adapter")
-    if (where / "checkpoints" / "last.ckpt").is_file():
-        return str(where / "checkpoints" / "last.ckpt"), None
-    raise SourceError(
-        f"run {path}: not a checkpoint, an adapter folder (adapter_config.json) or a run folder holding "
-        "adapter/ or checkpoints/last.ckpt; give one of those (e.g. logs/quickstart/version_0)"
-    )
 
 
 @dataclass

@@ -40,10 +40,10 @@ def export(source: str | Path, out: str | Path, keep_adapter: bool = False, base
     """
     from model.generation import stop_ids
     from model.merge import detach_lora
-    from model.trained_run import find_run, load_model
+    from model.trained_run import find_run, load_model, locate_weights
 
     out = Path(out)
-    ckpt, adapter = weights_of(Path(source))
+    ckpt, adapter = locate_weights(str(source))
     loaded = load_model(
         find_run(None, ckpt, adapter, ["--model.model", base_model] if base_model else []),
         weights="dense",
@@ -77,22 +77,6 @@ def export(source: str | Path, out: str | Path, keep_adapter: bool = False, base
     tokenizer.save_pretrained(out)
     (out / "prompt_format.json").write_text(json.dumps(asdict(loaded.encoder.prompt), indent=2) + "\n")
     return out
-
-
-def weights_of(source: Path) -> tuple[str | None, str | None]:
-    """``(ckpt_path, adapter)`` for ``find_run``: a checkpoint file, an adapter folder, or a run's adapter/last.ckpt."""
-    if source.is_file():
-        return str(source), None
-    if (source / "adapter_config.json").is_file():
-        return None, str(source)
-    if (source / "adapter" / "adapter_config.json").is_file():
-        return None, str(source / "adapter")
-    if (source / "checkpoints" / "last.ckpt").is_file():
-        return str(source / "checkpoints" / "last.ckpt"), None
-    raise SourceError(
-        f"{source}: no adapter (adapter/adapter_config.json) or checkpoints/last.ckpt there; "
-        "give a run folder, its adapter folder or a .ckpt file"
-    )
 
 
 def main(argv: list[str] | None = None) -> Path:

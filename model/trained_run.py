@@ -18,6 +18,23 @@ import yaml
 from datamodules.tokenizer import SourceError
 
 
+def locate_weights(path: str) -> tuple[str | None, str | None]:
+    """``(ckpt_path, adapter)`` for a run folder, an adapter folder or a Lightning checkpoint."""
+    where = Path(path)
+    if where.is_file():
+        return str(where), None
+    if (where / "adapter_config.json").is_file():
+        return None, str(where)
+    if (where / "adapter" / "adapter_config.json").is_file():
+        return None, str(where / "adapter")
+    if (where / "checkpoints" / "last.ckpt").is_file():
+        return str(where / "checkpoints" / "last.ckpt"), None
+    raise SourceError(
+        f"run {path}: not a checkpoint, an adapter folder (adapter_config.json) or a run folder holding "
+        "adapter/ or checkpoints/last.ckpt; give one of those (e.g. logs/quickstart/version_0)"
+    )
+
+
 @dataclass
 class Run:
     """A run rebuilt from its config: the (not yet loaded) module and data module, and its weights.
