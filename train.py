@@ -160,7 +160,6 @@ def rebuild(config: Path, overrides: list[str] = ()) -> tuple[L.LightningModule,
     saved = yaml.safe_load(Path(config).read_text()) or {}
     # The subcommand's own options (ckpt_path, weights_only) describe how fit ran, not the run.
     saved = {key: value for key, value in saved.items() if key in RUN_KEYS}
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli = RebuildCLI(
         QLoRAModule,
         DialogSumDataModule,
